@@ -1,0 +1,61 @@
+"""The command line as a script sees it: help, exit codes, one-line errors, nothing written on failure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_one_line_error, random_keypoints, run_cli
+
+STAGES = ("run", "detect", "estimate", "refine", "variance", "render", "train", "eval", "info")
+
+
+def test_help_lists_every_stage():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for stage in STAGES:
+        assert stage in result.stdout
+
+
+def test_usage_error_is_exit_2():
+    assert run_cli("refine").returncode == 2
+    assert run_cli("no-such-command").returncode == 2
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    (b"", "empty file"),
+    (b"garbage", "not a readable npz"),
+])
+def test_refine_bad_files(tmp_path, content, message):
+    path = tmp_path / "in.npz"
+    if content is not None:
+        path.write_bytes(content)
+    out = tmp_path / "out.npz"
+    assert_one_line_error(run_cli("refine", "--input", path, "--out", out), 2, message)
+    assert not out.exists()
+
+
+def test_refine_rejects_nan_on_valid_frame(tmp_path):
+    keypoints3d = random_keypoints(1, 20)
+    keypoints3d[0, 5, 3] = np.nan
+    np.savez(tmp_path / "in.npz", keypoints3d=keypoints3d, valid=np.ones((1, 20), bool))
+    result = run_cli("refine", "--input", tmp_path / "in.npz", "--out", tmp_path / "out.npz")
+    assert_one_line_error(result, 2, "keypoints3d")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]
+
+
+def test_unknown_format(tmp_path):
+    path = tmp_path / "motion.bvh"
+    path.write_text("HIERARCHY")
+    assert_one_line_error(run_cli("info", path), 2, "format")
+
+
+def test_cuda_request_without_cuda_is_bad_input(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    np.savez(tmp_path / "in.npz", keypoints3d=random_keypoints(1, 20))
+    result = run_cli("refine", "--input", tmp_path / "in.npz", "--out", tmp_path / "o.npz", "--device", "cuda")
+    assert_one_line_error(result, 2, "CUDA")
