@@ -174,13 +174,29 @@ def train(
 
 @app.command(name="eval")
 def evaluate(
-    pred: Path = typer.Option(..., "--pred"),
-    gt: Path = typer.Option(..., "--gt"),
-    json_out: bool = typer.Option(False, "--json"),
+    pred: Path = typer.Option(..., "--pred", help="Predicted artifact (e.g. refine output)."),
+    gt: Path = typer.Option(..., "--gt", help="Ground-truth artifact (keypoints3d, valid)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (for scripts)."),
+    bad_frame_mm: float = typer.Option(20.0, "--bad-frame-mm", help="Error above which a frame counts as bad."),
+    physics: bool = typer.Option(True, "--physics/--no-physics", help="Report the Euler-Lagrange residual R(q)."),
     verbose: bool = _VERBOSE,
 ) -> None:
-    """Score a prediction against ground truth (MPJPE, PA-MPJPE, acceleration error, ...)."""
-    _guarded(lambda: _not_built("eval", 6), verbose)
+    """Score a prediction against ground truth (MPJPE, PA-MPJPE, acceleration error, R(q), variance)."""
+
+    def action() -> None:
+        import json
+
+        from handcli.stages import evaluate as stage
+
+        result = stage.evaluate_files(pred, gt, stage.EvalConfig(bad_frame_mm=bad_frame_mm, physics=physics))
+        if json_out:
+            stdout.print(json.dumps(result), markup=False, soft_wrap=True)
+        else:
+            for key, value in result.items():
+                stdout.print(f"{key:<28}{value:.4g}" if isinstance(value, float) else f"{key:<28}{value}",
+                             markup=False)
+
+    _guarded(action, verbose)
 
 
 @app.command()
