@@ -1,0 +1,191 @@
+"""Unpickling other tools' files without running their code.
+
+A pickle can call any importable function while it loads, so `pickle.load` on a file from elsewhere is
+arbitrary code execution. `load_pickle` resolves only the globals that plain data needs and refuses every
+other name with a one-line `BadInput`:
+
+* numpy arrays, dtypes and scalars (`numpy.core.multiarray._reconstruct`, `numpy.ndarray`, `numpy.dtype`,
+  `numpy.core.multiarray.scalar`, and the `numpy._core` spellings numpy 2 writes), plus `_codecs.encode`,
+  which protocol-2 pickles use to carry array bytes;
+* `builtins.set` / `frozenset` / `slice` / `complex` and `collections.OrderedDict`;
+* torch tensors pickled with plain `pickle` / `joblib` (as HaWoR's `world_space_res.pth` is):
+  `torch._utils._rebuild_tensor_v2` / `_v3`, and `torch.storage._load_from_bytes`, which is replaced by a version that
+  reads the embedded storage with `torch.load(weights_only=True)` (torch's own loader would allow anything);
+* joblib's `NumpyArrayWrapper`: joblib writes each numpy array's raw bytes right after a small wrapper
+  object in the pickle stream; the wrapper is read here as plain data (dtype, shape, order) and the bytes as
+  an array, object arrays refused.
+
+Torch zip checkpoints (`torch.save`) are read with `torch.load(weights_only=True)`, torch's restricted loader.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handcli.errors import BadInput
+
+MAX_PICKLE_BYTES = 2 << 30  # a hand track of hours fits in far less; refuse absurd files before reading them
+MAX_ARRAY_ELEMENTS = 400_000_000
+
+_NUMPY_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+}
+_BUILTIN_GLOBALS = {
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"), ("builtins", "complex"),
+    ("__builtin__", "set"), ("__builtin__", "frozenset"), ("collections", "OrderedDict"), ("_codecs", "encode"),
+}
+_COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ": "xz", b"\x04\x22\x4d\x18": "lz4",
+                     b"\x78\x01": "zlib", b"\x78\x5e": "zlib", b"\x78\x9c": "zlib", b"\x78\xda": "zlib"}
+
+
+class _JoblibArray:
+    """Stand-in for joblib.numpy_pickle.NumpyArrayWrapper: only its state (dtype, shape, order) is kept."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state if isinstance(state, dict) else {}
+
+
+def _storage_from_bytes(data: bytes):
+    """torch.storage._load_from_bytes, but through torch's weights-only loader."""
+    import torch
+
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError / RuntimeError subclasses for refused content
+        raise BadInput(f"embedded torch storage refused by torch.load(weights_only=True): "
+                       f"{str(error).splitlines()[0][:120]}") from None
+
+
+def _allowed_global(unpickler: pickle.Unpickler, base: type, module: str, name: str) -> Any:
+    """The whitelist shared by both unpicklers below."""
+    if (module, name) in _NUMPY_GLOBALS or (module, name) in _BUILTIN_GLOBALS:
+        return base.find_class(unpickler, module, name)
+    if (module, name) == ("joblib.numpy_pickle", "NumpyArrayWrapper"):
+        return _JoblibArray
+    if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor_v3"):
+        import torch._utils
+
+        return getattr(torch._utils, name)
+    if (module, name) == ("torch.storage", "_load_from_bytes"):
+        return _storage_from_bytes
+    raise BadInput(f"pickle refers to {module}.{name}, which is not plain data; refusing to load it "
+                   "(allowed: numpy arrays, lists/dicts/tuples, torch tensors)")
+
+
+class _FastUnpickler(pickle.Unpickler):
+    """C unpickler with the whitelist: for files without joblib arrays (most pickles)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("joblib.numpy_pickle", "NumpyArrayWrapper"):
+            raise _NeedsJoblibReader
+        return _allowed_global(self, pickle.Unpickler, module, name)
+
+
+class _NeedsJoblibReader(Exception):
+    """joblib array data follows BUILD opcodes, which only the pure-Python unpickler can intercept."""
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Pure-Python unpickler (so BUILD can be intercepted for joblib arrays) with the whitelist."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def find_class(self, module: str, name: str) -> Any:
+        return _allowed_global(self, pickle._Unpickler, module, name)
+
+    def load_build(self) -> None:
+        super().load_build()
+        if isinstance(self.stack[-1], _JoblibArray):
+            self.stack[-1] = self._read_joblib_array(self.stack[-1].state)
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def _read_joblib_array(self, state: dict) -> np.ndarray:
+        dtype, shape, order = state.get("dtype"), state.get("shape"), state.get("order", "C")
+        if not isinstance(dtype, np.dtype) or not isinstance(shape, tuple):
+            raise BadInput("joblib array wrapper without a dtype and shape")
+        if dtype.hasobject:
+            raise BadInput("joblib file holds an object array (pickled Python objects); refusing to load it")
+        count = int(np.prod(shape, dtype=np.int64))
+        if count < 0 or count > MAX_ARRAY_ELEMENTS:
+            raise BadInput(f"joblib array of shape {shape} is too large")
+        if state.get("numpy_array_alignment_bytes") is not None:
+            padding = self.read(1)
+            if padding and padding[0]:
+                self.read(padding[0])
+        data = self.read(count * dtype.itemsize)
+        if len(data) != count * dtype.itemsize:
+            raise BadInput("joblib file is truncated (array data ends early)")
+        array = np.frombuffer(data, dtype=dtype, count=count).copy()
+        return array.reshape(shape[::-1]).T if order == "F" else array.reshape(shape)
+
+
+def compression(head: bytes) -> str | None:
+    """'gzip', 'zlib', ... when the first bytes are a compressor's magic (joblib compress=...), else None."""
+    return next((kind for magic, kind in _COMPRESSED_MAGIC.items() if head.startswith(magic)), None)
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:160]
+
+
+def load_pickle(path: Path) -> Any:
+    """The object in a pickle / joblib / torch file, loaded with the whitelist above. One-line BadInput."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise BadInput(f"{path}: empty file")
+    if size > MAX_PICKLE_BYTES:
+        raise BadInput(f"{path}: {size / 2**30:.1f} GiB is too large for a pickle input")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(b"PK\x03\x04"):
+        return _load_torch_zip(path)
+    if compression(head):
+        raise BadInput(f"{path}: {compression(head)}-compressed file (joblib compress=...); re-save it uncompressed")
+    try:
+        try:
+            with open(path, "rb") as handle:
+                return _FastUnpickler(handle, encoding="latin1").load()
+        except _NeedsJoblibReader:
+            with open(path, "rb") as handle:
+                return _RestrictedUnpickler(handle, encoding="latin1").load()
+    except BadInput:
+        raise
+    except RecursionError:
+        raise BadInput(f"{path}: pickle nests too deeply") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
+            UnicodeDecodeError, OverflowError, MemoryError, RuntimeError) as error:
+        raise BadInput(f"{path}: not a readable pickle ({type(error).__name__}: {_short(error)})") from None
+
+
+def _load_torch_zip(path: Path) -> Any:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise BadInput(f"{path}: not a readable torch file ({_short(error)})") from None
+    except Exception as error:  # weights-only refusals are UnpicklingError; anything else is a bad file too
+        raise BadInput(f"{path}: torch.load(weights_only=True) refused it ({_short(error)})") from None
+
+
+def to_numpy(value: Any) -> Any:
+    """Recursively turn torch tensors into numpy arrays (lists, tuples and dicts are walked)."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    if isinstance(value, dict):
+        return {key: to_numpy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_numpy(item) for item in value)
+    return value
