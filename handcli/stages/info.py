@@ -54,6 +54,8 @@ def describe_file(path: Path) -> list[str]:
     if artifact.meta:
         lines.append(f"  stage: {artifact.meta.get('stage')}, hand model: {artifact.meta.get('hand_model')}, "
                      f"handcli {artifact.meta.get('handcli_version')}")
+    for key, value in sorted(artifact.meta.get("import", {}).items()):
+        lines.append(f"  import {key}: {value}")
     if artifact.var_joints is not None:
         lines.append(f"  mean joint variance: {float(np.mean(artifact.var_joints)):.3g} m^2")
     return lines
