@@ -326,7 +326,8 @@ def save_artifact(artifact: Artifact, path: str | Path) -> Path:
 class atomic_path:
     """Context manager yielding a temporary path beside `target`; on success it is fsynced and renamed onto
     `target`, on any error (or KeyboardInterrupt) it is removed, so a reader sees the old file or the new
-    one, never a partial one."""
+    one, never a partial one. A process killed with SIGKILL cannot clean up: its temporary file (hidden, named
+    with its pid) is removed by the next write into the same directory once that pid is gone."""
 
     def __init__(self, target: str | Path):
         self.target = Path(target)
@@ -336,8 +337,9 @@ class atomic_path:
         directory = self.target.parent if str(self.target.parent) else Path(".")
         if not directory.is_dir():
             raise BadInput(f"{self.target}: output directory {directory} does not exist")
-        handle, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp" + self.target.suffix,
-                                        dir=directory)
+        remove_stale_temporaries(directory, self.target.name)
+        handle, name = tempfile.mkstemp(prefix=f".{self.target.name}.{os.getpid()}.",
+                                        suffix=".tmp" + self.target.suffix, dir=directory)
         os.close(handle)
         self.tmp = Path(name)
         return self.tmp
@@ -352,6 +354,24 @@ class atomic_path:
         else:
             self.tmp.unlink(missing_ok=True)
         return False
+
+
+def remove_stale_temporaries(directory: Path, name: str) -> None:
+    """Delete `.{name}.{pid}.*.tmp*` files left by killed writers (their pid no longer runs)."""
+    for leftover in directory.glob(f".{name}.*.tmp*"):
+        parts = leftover.name[len(name) + 2:].split(".")
+        if parts and parts[0].isdigit() and not _pid_alive(int(parts[0])):
+            leftover.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -142,3 +142,16 @@ def test_meta_history_chains_stages():
     first = make_meta("detect", config={"x": 1})
     second = make_meta("refine", previous=first)
     assert second["stage"] == "refine" and second["history"][0]["stage"] == "detect"
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".a.npz.{dead.pid}.xyz.tmp.npz"
+    alive = tmp_path / f".a.npz.{os.getpid()}.abc.tmp.npz"
+    stale.write_bytes(b"partial")
+    alive.write_bytes(b"in progress")
+    save_artifact(full_artifact(), tmp_path / "a.npz")
+    assert not stale.exists() and alive.exists()
