@@ -64,3 +64,23 @@ def test_variance_ranking_reported():
     var_joints = (noise[..., 0] ** 2)[None]
     result = evaluate_tracks(pred, gt, np.ones((1, 40), bool), var_joints=var_joints, bad_frame_mm=40)
     assert result["variance_spearman"] > 0.99 and result["variance_auroc_bad_frames"] == 1.0
+
+
+def test_eval_cli_scores_and_reports_physics(tmp_path):
+    import json
+
+    from tests.conftest import run_cli
+
+    gt = random_keypoints(1, 30)
+    np.savez(tmp_path / "gt.npz", keypoints3d=gt)
+    np.savez(tmp_path / "pred.npz", keypoints3d=gt + np.float32(0.002))
+    result = run_cli("eval", "--pred", tmp_path / "pred.npz", "--gt", tmp_path / "gt.npz", "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["mpjpe_mm"] == pytest.approx(2 * np.sqrt(3), rel=1e-4)
+    assert scores["R_q"] >= 0 and np.isfinite(scores["R_q"])
+    mismatch = run_cli("eval", "--pred", tmp_path / "pred.npz", "--gt", tmp_path / "gt.npz")
+    assert mismatch.returncode == 0
+    np.savez(tmp_path / "short.npz", keypoints3d=gt[:, :10])
+    from tests.conftest import assert_one_line_error
+    assert_one_line_error(run_cli("eval", "--pred", tmp_path / "short.npz", "--gt", tmp_path / "gt.npz"), 2, "must match")

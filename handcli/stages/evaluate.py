@@ -15,7 +15,7 @@ from handcli.metrics import evaluate_tracks
 @dataclass
 class EvalConfig:
     bad_frame_mm: float = 20.0  # frames with a larger mean joint error count as "bad" for the variance AUROC
-    physics: bool = True  # also report the Euler-Lagrange residual R(q) of the prediction and the ground truth
+    physics: bool = True  # also report the Euler-Lagrange residual R(q) against the ground truth's forces
 
 
 def evaluate_files(pred_path: Path, gt_path: Path, config: EvalConfig = EvalConfig()) -> dict:
@@ -34,7 +34,6 @@ def evaluate_files(pred_path: Path, gt_path: Path, config: EvalConfig = EvalConf
     if config.physics:
         from handcli.physics.metric import residual_metric
 
-        result["R_q_pred"] = residual_metric(pred)
-        result["R_q_gt"] = residual_metric(gt)
+        result["R_q"] = residual_metric(pred.keypoints3d, gt.keypoints3d, gt.valid, gt.is_right, gt.fps)
     result["pred"], result["gt"] = str(pred_path), str(gt_path)
     return result
