@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -60,6 +61,35 @@ def _report(message: str) -> None:
     stderr.print(message, soft_wrap=True)
 
 
+def _warn(message: str) -> None:
+    stderr.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+
+
+def _check_output_path(out: Path) -> None:
+    """Fail before minutes of work, not at the write."""
+    from handcli.errors import BadInput
+
+    if out.suffix != ".npz" or not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise BadInput(f"{out}: output must be a .npz file in an existing directory")
+
+
+@contextmanager
+def _stage_progress():
+    """A rich progress bar (on a terminal) with one task per stage; yields tick(stage, done, total)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
+        tasks: dict[str, int] = {}
+
+        def tick(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield tick
+
+
 def _not_built(stage: str, issue: int) -> None:
     raise NotBuilt(f"stage '{stage}' is not built yet (tracked in issue #{issue}); nothing was written")
 
@@ -69,21 +99,64 @@ def run(
     video: Path = typer.Argument(..., help="Input video file."),
     out: Path = typer.Option(..., "--out", "-o", help="Output artifact (.npz)."),
     device: str = _DEVICE,
-    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Cache directory for stage artifacts."),
+    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Stage cache (default: .handcli-cache "
+                                            "beside the output)."),
+    force: Optional[str] = typer.Option(None, "--force", help="Rerun from this stage: detect|estimate|refine."),
+    focal: Optional[float] = typer.Option(None, "--focal", help="Focal length in pixels."),
+    fov: Optional[float] = typer.Option(None, "--fov", help="Field of view in degrees (longer side)."),
+    hand_model: str = _HAND_MODEL,
+    mano_dir: Optional[Path] = _MANO_DIR,
+    seed: int = typer.Option(0, "--seed"),
     verbose: bool = _VERBOSE,
 ) -> None:
-    """Run the whole pipeline on a video: detect -> estimate -> refine -> variance."""
-    _guarded(lambda: _not_built("run", 3), verbose)
+    """Run the whole pipeline on a video: detect -> estimate -> refine, each stage cached."""
+
+    def action() -> None:
+        from handcli.stages import run as stage
+        from handcli.stages.detect import DetectConfig
+        from handcli.stages.estimate import EstimateConfig
+        from handcli.stages.refine import RefineConfig
+
+        _check_output_path(out)
+        config = stage.RunConfig(
+            detect=DetectConfig(focal=focal, fov=fov, min_frames=2),
+            estimate=EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device),
+            refine=RefineConfig(device=device, seed=seed, hand_model=hand_model, mano_dir=mano_dir),
+            force=force)
+        cache = work_dir or (out.parent / ".handcli-cache")
+        with _stage_progress() as tick:
+            result, records = stage.run_video(video, cache, config, progress=tick, notify=_warn)
+        for record in records:
+            _report(f"  {record.stage}: {'cached' if record.cached else 'computed'} ({record.path})")
+        _write_stage_result(result, out, "run")
+
+    _guarded(action, verbose)
 
 
 @app.command()
 def detect(
     video: Path = typer.Argument(..., help="Input video file."),
     out: Path = typer.Option(..., "--out", "-o"),
+    focal: Optional[float] = typer.Option(None, "--focal", help="Focal length in pixels."),
+    fov: Optional[float] = typer.Option(None, "--fov", help="Field of view in degrees across the longer image "
+                                        "side (default 60)."),
+    max_hands: int = typer.Option(2, "--max-hands", help="Hands to look for per frame (1-10)."),
     verbose: bool = _VERBOSE,
 ) -> None:
     """Detect and track hands in a video (MediaPipe), write 2D keypoints and metric landmarks."""
-    _guarded(lambda: _not_built("detect", 3), verbose)
+
+    def action() -> None:
+        from handcli.stages import detect as stage
+
+        _check_output_path(out)
+        config = stage.DetectConfig(focal=focal, fov=fov, max_hands=max_hands)
+        with _stage_progress() as tick:
+            result = stage.detect_file(video, config, progress=lambda done, total: tick("detect", done, total))
+        for warning in result.meta.get("warnings", []):
+            _warn(warning)
+        _write_stage_result(result, out, "detect")
+
+    _guarded(action, verbose)
 
 
 @app.command()
@@ -145,13 +218,41 @@ def variance(
 
 @app.command()
 def render(
-    input: Path = typer.Option(..., "--input", "-i"),
-    out: Path = typer.Option(..., "--out", "-o"),
-    video: Optional[Path] = typer.Option(None, "--video"),
+    input: Path = typer.Option(..., "--input", "-i", help="Artifact to draw (.npz)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output video (.mp4/.mkv/.mov), or .png with --frame."),
+    video: Optional[Path] = typer.Option(None, "--video", help="Draw over this video (the one the input came "
+                                         "from); without it: neutral background, camera following the hand."),
+    variance: bool = typer.Option(False, "--variance", help="Colour by standard deviation; flag uncertain frames."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="--variance: flag frames above this many "
+                                              "mm (default: 2x the clip's median)."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", help="Per-frame estimate (left) beside the input."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="--side-by-side: the per-frame estimate file."),
+    skeleton: bool = typer.Option(False, "--skeleton", help="Also draw the 21 keypoints and bones."),
+    frame: Optional[int] = typer.Option(None, "--frame", help="Write output frame N as a PNG still."),
+    backend: str = typer.Option("auto", "--backend", help="auto | gl | painter"),
+    size: str = typer.Option("640x480", "--size", help="Canvas WxH without --video."),
+    opacity: Optional[float] = typer.Option(None, "--opacity", help="Mesh opacity over video (default 0.75)."),
+    hand_model: Optional[str] = typer.Option(None, "--hand-model", help="Default: the one the input was made with."),
+    mano_dir: Optional[Path] = _MANO_DIR,
     verbose: bool = _VERBOSE,
 ) -> None:
     """Draw the hand meshes over the video (or on a neutral background)."""
-    _guarded(lambda: _not_built("render", 5), verbose)
+
+    def action() -> None:
+        from handcli.stages import render as stage
+
+        config = stage.RenderConfig(out=out, video=video, variance=variance, side_by_side=side_by_side,
+                                    compare=compare, skeleton=skeleton, frame=frame, backend=backend,
+                                    hand_model=hand_model, mano_dir=mano_dir, threshold_mm=threshold,
+                                    size=stage.parse_size(size), opacity=opacity)
+        result = stage.render_file(input, config, notify=_report)
+        flagged = "" if result.flagged is None else (f", {result.flagged} frame(s) above "
+                                                      f"{result.threshold_mm:.1f} mm")
+        _report(f"[green]render:[/] wrote {result.out} ({result.frames} frame(s), {result.width}x{result.height}"
+                f" @ {result.fps:g} fps, {result.backend} backend, {result.draw_ms:.1f} ms/frame drawing, "
+                f"{result.seconds:.1f} s total{flagged})")
+
+    _guarded(action, verbose)
 
 
 @app.command()

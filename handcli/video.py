@@ -1,0 +1,154 @@
+"""Reading videos: probe the metadata, then stream RGB frames one at a time (never the whole video in memory).
+
+Decoding is ffmpeg through imageio-ffmpeg. Two behaviours worth knowing (docs/detect.md):
+* Rotation: ffmpeg applies a phone's display-rotation metadata while decoding, so frames, `width` and
+  `height` are in display orientation; `rotated` says the stored frames were turned by 90 or 270 degrees.
+* Frame rate: frames are always resampled to a constant rate equal to the stream's average rate as the header
+  states it (ffmpeg's `fps` filter). For constant-rate video that is a no-op; for variable-rate video ffmpeg
+  repeats or drops frames so frame i is the one on screen nearest time i / fps, which is what every later
+  stage assumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from handcli.errors import BadInput
+
+DEFAULT_FPS = 30.0
+# decoding fewer frames than this share of what the header announces means the file was cut short
+TRUNCATION_TOLERANCE = 0.10
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's header says, in display orientation."""
+
+    path: Path
+    width: int
+    height: int
+    fps: float  # frames per second the frames are delivered at (DEFAULT_FPS if the header has none)
+    fps_known: bool  # False when the header has no frame rate and `fps` is DEFAULT_FPS
+    duration: float  # seconds, 0 when unknown
+    codec: str
+    rotated: bool  # display-rotation metadata turned the stored frames by 90/270 degrees
+
+    @property
+    def num_frames_estimate(self) -> int | None:
+        """Frames the header announces (duration x fps), or None when it does not say."""
+        if self.duration > 0 and self.fps_known:
+            return max(1, round(self.duration * self.fps))
+        return None
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Read a video's header without decoding frames. Raises BadInput (one line) for unusable files."""
+    path = _check_file(path)
+    import imageio_ffmpeg
+
+    generator = imageio_ffmpeg.read_frames(str(path))
+    try:
+        meta = _first(generator, path)
+    finally:
+        generator.close()
+    width, height = (int(v) for v in meta["size"])
+    if width < 1 or height < 1:
+        raise BadInput(f"{path}: video has no picture (size {width}x{height})")
+    fps = float(meta.get("fps") or 0.0)
+    stored_size = tuple(meta.get("source_size", meta["size"]))
+    return VideoInfo(path=path, width=width, height=height, fps=fps if fps > 0 else DEFAULT_FPS,
+                     fps_known=fps > 0, duration=float(meta.get("duration") or 0.0),
+                     codec=str(meta.get("codec", "")).rstrip(","),
+                     rotated=stored_size != (width, height) and stored_size == (height, width))
+
+
+def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
+    """Yield every frame of `info.path` as a (height, width, 3) uint8 RGB array (a read-only view of ffmpeg's
+    buffer), at the constant rate `info.fps`. Raises BadInput if the video has no frames or ends well before
+    its header says it should (truncated file)."""
+    import imageio_ffmpeg
+
+    # the fps filter picks, for output frame i, the source frame nearest to time i / fps
+    output_params = ["-vf", f"fps={info.fps!r}"] if info.fps_known else []
+    generator = imageio_ffmpeg.read_frames(str(info.path), output_params=output_params)
+    count = 0
+    try:
+        meta = _first(generator, info.path)
+        if tuple(meta["size"]) != (info.width, info.height):
+            raise BadInput(f"{info.path}: frame size changed between probe and read")
+        shape = (info.height, info.width, 3)
+        while True:
+            try:
+                buffer = next(generator)
+            except StopIteration:
+                break
+            except RuntimeError as error:
+                raise BadInput(f"{info.path}: decoding failed at frame {count} "
+                               f"({_ffmpeg_reason(str(error))}); the file may be truncated") from None
+            yield np.frombuffer(buffer, np.uint8).reshape(shape)
+            count += 1
+    finally:
+        generator.close()
+    if count == 0:
+        raise BadInput(f"{info.path}: video has no frames")
+    expected = info.num_frames_estimate
+    if expected is not None and count < expected * (1 - TRUNCATION_TOLERANCE) - 1:
+        raise BadInput(f"{info.path}: video ends after {count} of the {expected} frames its header announces "
+                       "(truncated or damaged file)")
+
+
+def _check_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"{path}: no such file")
+    if not path.is_file():
+        raise BadInput(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise BadInput(f"{path}: empty file")
+    return path
+
+
+def _first(generator, path: Path) -> dict:
+    """The metadata dict imageio-ffmpeg yields first; ffmpeg's complaint as one line if it cannot open it."""
+    try:
+        with _quiet_imageio_logger():
+            return next(generator)
+    except (OSError, RuntimeError, StopIteration, IndexError, ValueError, AttributeError) as error:
+        raise BadInput(f"{path}: not a readable video ({_ffmpeg_reason(str(error))})") from None
+
+
+@contextmanager
+def _quiet_imageio_logger():
+    """imageio-ffmpeg logs a warning when rotation changes the frame size; we report rotation ourselves."""
+    logger = logging.getLogger("imageio_ffmpeg")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+_REASONS = (
+    ("does not contain any stream", "no video stream"),
+    ("moov atom not found", "no mp4 index: truncated, or not a video"),
+    ("Invalid data found when processing input", "ffmpeg does not recognise it as a video"),
+    ("End of file reached before full frame", "data ends in the middle of a frame"),
+)
+
+
+def _ffmpeg_reason(text: str) -> str:
+    """One short phrase from ffmpeg's stderr dump (imageio-ffmpeg puts it in the exception message)."""
+    for needle, reason in _REASONS:
+        if needle in text:
+            return reason
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("===", "..."))]
+    return (lines[-1] if lines else "ffmpeg gave no reason")[:160]
