@@ -6,7 +6,18 @@ STAMP := $(VENV)/.handcli-installed
 
 .PHONY: setup system-deps demo test weights hand-model bench clean
 
-setup: $(STAMP)
+setup: system-deps $(STAMP)
+
+# headless OpenGL for `handcli render` (EGL + Mesa's software rasteriser); without it render falls back to
+# its slower painter backend, so a failure here is reported but not fatal
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		dpkg -s libegl1 libgl1 libgl1-mesa-dri >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq libegl1 libgl1 libgl1-mesa-dri; } || \
+		echo "system-deps: could not install libegl1 libgl1 libgl1-mesa-dri; render will use the painter fallback"; \
+	else \
+		echo "system-deps: not root or no apt-get; for OpenGL rendering install libegl1, libgl1 and libgl1-mesa-dri"; \
+	fi
 
 # torch is installed first and pinned: an unpinned torch (asked for by a dependency) would pull a CUDA build
 $(STAMP): pyproject.toml

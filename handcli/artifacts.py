@@ -342,6 +342,10 @@ class atomic_path:
                                         suffix=".tmp" + self.target.suffix, dir=directory)
         os.close(handle)
         self.tmp = Path(name)
+        # mkstemp makes 0600 files; give the result the permissions a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> bool:
