@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.handcli-installed
 
-.PHONY: setup system-deps demo test weights hand-model bench clean
+.PHONY: setup system-deps demo test weights hand-model sample bench clean
 
 setup: system-deps $(STAMP)
 
@@ -30,8 +30,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	mkdir -p out
 	$(BIN)/handcli info
-	$(BIN)/handcli refine --input samples/demo_keypoints.npz --out out/demo_refined.npz
-	$(BIN)/handcli info out/demo_refined.npz
+	$(BIN)/handcli run samples/synthetic_hand.mp4 --out out/demo.npz --work-dir out/cache
+	$(BIN)/handcli render --input out/demo.npz --video samples/synthetic_hand.mp4 --out out/demo_overlay.mp4
+	$(BIN)/handcli info out/demo.npz
+	@echo "demo: wrote out/demo.npz (hand motion) and out/demo_overlay.mp4 (overlay video)"
 
 test: setup
 	$(BIN)/python -m pytest
@@ -44,6 +46,10 @@ hand-model: setup
 # retrain the shipped refiner weights from scratch (synthetic data only)
 weights: setup
 	$(BIN)/handcli train --out weights/refiner.pt
+
+# regenerate the bundled demo clip (the open hand model rendered over a wall) and its ground truth
+sample: setup
+	$(BIN)/python scripts/make_sample.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
