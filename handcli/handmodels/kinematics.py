@@ -139,3 +139,40 @@ def mirror_axis_angle(axis_angle: torch.Tensor) -> torch.Tensor:
 def mirror_points(points: torch.Tensor) -> torch.Tensor:
     """Mirror points across the x=0 plane: (..., 3) -> (..., 3)."""
     return points * points.new_tensor([-1.0, 1.0, 1.0])
+
+
+def kinematic_levels(parents: tuple[int, ...] = MANO_PARENTS) -> tuple[tuple[int, ...], ...]:
+    """Joints grouped by depth in the tree (root first); every joint's parent is in an earlier group."""
+    depth: list[int] = []
+    for parent in parents:
+        depth.append(0 if parent < 0 else depth[parent] + 1)
+    return tuple(tuple(j for j, d in enumerate(depth) if d == level) for level in range(max(depth) + 1))
+
+
+def forward_kinematics_by_level(rotations: torch.Tensor, rest_joints: torch.Tensor,
+                                parents: tuple[int, ...] = MANO_PARENTS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same result as `forward_kinematics`, one batched step per tree depth (4 for a hand, not 16): much
+    faster for large batches. rotations (B, J, 3, 3); rest_joints (B, J, 3) or (J, 3) -> ((B, J, 3), (B, J, 4, 4))."""
+    batch, num_joints = rotations.shape[:2]
+    rest = rest_joints.expand(batch, *rest_joints.shape[-2:]) if rest_joints.dim() == 2 else rest_joints
+    levels = kinematic_levels(parents)
+    slot = {j: k for level in levels for k, j in enumerate(level)}  # position of a joint inside its level
+    level_rot = [rotations[:, list(levels[0])]]
+    level_pos = [rest[:, list(levels[0])]]
+    for depth in range(1, len(levels)):
+        ids = list(levels[depth])
+        parent_ids = [parents[j] for j in ids]
+        pick = [slot[p] for p in parent_ids]
+        parent_rot, parent_pos = level_rot[-1], level_pos[-1]
+        if pick != list(range(parent_rot.shape[1])):
+            parent_rot, parent_pos = parent_rot[:, pick], parent_pos[:, pick]
+        level_rot.append(parent_rot @ rotations[:, ids])
+        level_pos.append(parent_pos + (parent_rot @ (rest[:, ids] - rest[:, parent_ids])[..., None])[..., 0])
+    order = [j for level in levels for j in level]
+    to_joint_order = sorted(range(num_joints), key=order.__getitem__)
+    rot = torch.cat(level_rot, 1)[:, to_joint_order]
+    pos = torch.cat(level_pos, 1)[:, to_joint_order]
+    translation = pos - (rot @ rest[..., None])[..., 0]
+    bottom = rot.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(batch, num_joints, 1, 4)
+    transforms = torch.cat([torch.cat([rot, translation[..., None]], -1), bottom], -2)
+    return pos, transforms

@@ -1,0 +1,50 @@
+"""Hand models behind one interface (`HandModel`): the open hand (default, shipped) and MANO (user-supplied).
+
+See docs/hand_models.md for the conventions (rest frame, pose, left hands) and the open model's shape space.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from handcli.errors import BadInput
+from handcli.handmodels.base import HandModel, HandOutput
+from handcli.handmodels.kinematics import MANO_PARENTS
+
+MANO_DEFAULT_DIR = Path(__file__).resolve().parents[2] / "weights" / "mano"
+HAND_MODELS = ("open", "mano")
+
+__all__ = ["HAND_MODELS", "HandModel", "HandOutput", "MANO_PARENTS", "available_hand_models", "load_hand_model"]
+
+
+def _mano_dir(mano_dir: str | Path | None) -> Path:
+    return Path(mano_dir) if mano_dir is not None else MANO_DEFAULT_DIR
+
+
+def load_hand_model(name: str = "open", mano_dir: str | Path | None = None) -> HandModel:
+    """`open` (weights/open_hand.npz) or `mano` (MANO_RIGHT.pkl / MANO_LEFT.pkl from mano_dir, else weights/mano/)."""
+    if name == "open":
+        from handcli.handmodels.open_hand import load_open_hand
+
+        return load_open_hand()
+    if name == "mano":
+        from handcli.handmodels.mano import load_mano
+
+        return load_mano(_mano_dir(mano_dir))
+    raise BadInput(f"unknown hand model {name!r} (choose from {', '.join(HAND_MODELS)})")
+
+
+def available_hand_models(mano_dir: str | Path | None = None) -> dict[str, str]:
+    """name -> one-line status, for `handcli info`."""
+    from handcli.handmodels.mano import MANO_FILES
+    from handcli.handmodels.open_hand import OPEN_HAND_PATH
+
+    status = {"open": f"ready ({OPEN_HAND_PATH})" if OPEN_HAND_PATH.is_file() else
+              f"missing {OPEN_HAND_PATH} (run make hand-model)"}
+    folder = _mano_dir(mano_dir)
+    right, left = folder / MANO_FILES[True], folder / MANO_FILES[False]
+    if right.is_file():
+        status["mano"] = f"found {right}" + (f" and {left.name}" if left.is_file() else " (left hands by mirroring)")
+    else:
+        status["mano"] = f"not installed (put {MANO_FILES[True]} / {MANO_FILES[False]} in {folder})"
+    return status
