@@ -211,8 +211,8 @@ def _short(error: Exception) -> str:
     return text[:160]
 
 
-def load_npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an npz, safely (headers first, no pickles). Raises BadInput with one line."""
+def check_input_file(path: str | Path) -> Path:
+    """The path of an existing, non-empty regular file, or one-line BadInput saying which it is not."""
     path = Path(path)
     if not path.exists():
         raise BadInput(f"{path}: no such file")
@@ -220,6 +220,12 @@ def load_npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise BadInput(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise BadInput(f"{path}: empty file")
+    return path
+
+
+def load_npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an npz, safely (headers first, no pickles). Raises BadInput with one line."""
+    path = check_input_file(path)
     headers = read_npz_headers(path)
     try:
         with np.load(path, allow_pickle=False) as archive:

@@ -20,6 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
+from handcli.artifacts import check_input_file
 from handcli.errors import BadInput
 
 DEFAULT_FPS = 30.0
@@ -50,7 +51,7 @@ class VideoInfo:
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Read a video's header without decoding frames. Raises BadInput (one line) for unusable files."""
-    path = _check_file(path)
+    path = check_input_file(path)
     import imageio_ffmpeg
 
     generator = imageio_ffmpeg.read_frames(str(path))
@@ -102,17 +103,6 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
     if expected is not None and count < expected * (1 - TRUNCATION_TOLERANCE) - 1:
         raise BadInput(f"{info.path}: video ends after {count} of the {expected} frames its header announces "
                        "(truncated or damaged file)")
-
-
-def _check_file(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise BadInput(f"{path}: no such file")
-    if not path.is_file():
-        raise BadInput(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise BadInput(f"{path}: empty file")
-    return path
 
 
 def _first(generator, path: Path) -> dict:
