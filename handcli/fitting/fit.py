@@ -10,6 +10,8 @@ interpolating the pose between their valid neighbours, so every output is finite
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +50,25 @@ def fit_keypoints(model, keypoints3d, valid, is_right, *, iterations: int = 10, 
     iterations: Levenberg-Marquardt iterations (0: analytic IK only). betas (H, nb): a shape to start from, or
     to keep with fit_shape=False. Returns FitResult (numpy, float32).
     """
+    with single_thread():
+        return _fit(model, keypoints3d, valid, is_right, iterations, device, fit_shape, betas, limit_weight,
+                    shape_weight)
+
+
+@contextmanager
+def single_thread():
+    """Run torch on one thread: the fit is thousands of tiny batched solves, where a second thread only adds
+    synchronisation (and on a busy machine, oversubscription: measured 2 s -> 29 s for 621 frames)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fit(model, keypoints3d, valid, is_right, iterations, device, fit_shape, betas, limit_weight,
+         shape_weight) -> FitResult:
     model = model.to(device)
     dtype = model.v_template.dtype
     points = torch.as_tensor(np.asarray(keypoints3d), dtype=dtype, device=device)

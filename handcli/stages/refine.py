@@ -27,6 +27,7 @@ class RefineConfig:
     hand_model: str = "open"
     mano_dir: Path | None = None
     fit_params: bool = True  # fit hand-model parameters to the refined keypoints
+    fit_iterations: int = 5
 
 
 def observed_span(valid: np.ndarray) -> np.ndarray:
@@ -75,7 +76,8 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
         from handcli.handmodels import load_hand_model
 
         model = load_hand_model(config.hand_model, config.mano_dir)
-        fit = fit_keypoints(model, keypoints3d, span, artifact.is_right, device=str(device))
+        fit = fit_keypoints(model, keypoints3d, span, artifact.is_right, iterations=config.fit_iterations,
+                           device=str(device))
         changes.update(global_orient=fit.global_orient, hand_pose=fit.hand_pose, transl=fit.transl,
                        betas=fit.betas)
         timings["fit_s"] = time.perf_counter() - started
