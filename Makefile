@@ -51,5 +51,10 @@ weights: setup
 sample: setup
 	$(BIN)/python scripts/make_sample.py
 
+# speed and memory of every stage on the shared clips and the bundled sample -> docs/benchmarks.md
+# ("## all stages" section; run it on an otherwise idle machine: ~20-30 min on 2 cores)
+bench: setup
+	$(BIN)/python scripts/bench_all.py
+
 clean:
 	rm -rf $(VENV) out .pytest_cache

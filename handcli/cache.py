@@ -86,9 +86,10 @@ class WorkDir:
             except BadInput as error:
                 notify(f"cached {stage} artifact {path.name} is corrupt ({error.message}); recomputing")
                 path.unlink(missing_ok=True)
-        artifact = compute()
-        save_artifact(artifact, path)
-        return artifact, path, False
+        save_artifact(compute(), path)
+        # hand on what the cache holds (float32, JSON meta), not the in-memory result (float64 fps, K, ...):
+        # otherwise later stages would see different inputs in a fresh run and in a resumed one
+        return load_artifact(path), path, False
 
 
 def weights_digests(paths: dict[str, Path]) -> dict[str, str]:

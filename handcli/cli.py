@@ -6,6 +6,8 @@ input, 130 interrupted. Errors are one line on stderr; `--verbose` adds the trac
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
 import time
 import traceback
@@ -36,25 +38,64 @@ _MANO_DIR = typer.Option(None, "--mano-dir", help="Folder holding MANO_RIGHT.pkl
 
 def _guarded(action, verbose: bool) -> None:
     """Run a stage action; turn every failure into one line on stderr and a documented exit code."""
-    try:
-        action()
-    except HandcliError as error:
-        if verbose:
-            traceback.print_exc()
-        stderr.print(f"[bold red]error:[/] {error.message}", soft_wrap=True)
-        raise typer.Exit(error.exit_code)
-    except KeyboardInterrupt:
+    if not verbose:  # imageio-ffmpeg's warnings while stopping ffmpeg would add lines to a one-line error
+        logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)
+    failure: Exception | None = None
+    with _interrupts_recorded() as interrupts:
+        try:
+            action()
+        except KeyboardInterrupt:
+            interrupts.append(signal.SIGINT)
+        except typer.Exit:
+            raise
+        except Exception as error:
+            failure = error
+    if interrupts:
+        # after Ctrl-C, a dead decoder or a half-done step is not the error to report; whatever the action
+        # wrote is complete (atomic writes), but it did not finish as asked: a shell loop must see 130 to stop
         stderr.print("[yellow]interrupted[/]")
         raise typer.Exit(EXIT_INTERRUPTED)
-    except typer.Exit:
-        raise
-    except Exception as error:  # our bug on valid input: still one line unless --verbose
-        if verbose:
-            traceback.print_exc()
-        first = str(error).splitlines()[0] if str(error) else ""
-        stderr.print(f"[bold red]error:[/] internal failure: {type(error).__name__}: {first}"
-                     " (rerun with --verbose for details)", soft_wrap=True)
-        raise typer.Exit(EXIT_STAGE_FAILED)
+    if failure is None:
+        return
+    if verbose:
+        traceback.print_exception(failure)
+    if isinstance(failure, HandcliError):
+        stderr.print(f"[bold red]error:[/] {failure.message}", soft_wrap=True)
+        raise typer.Exit(failure.exit_code)
+    # our bug on valid input: still one line unless --verbose
+    first = str(failure).splitlines()[0] if str(failure) else ""
+    stderr.print(f"[bold red]error:[/] internal failure: {type(failure).__name__}: {first}"
+                 " (rerun with --verbose for details)", soft_wrap=True)
+    raise typer.Exit(EXIT_STAGE_FAILED)
+
+
+@contextmanager
+def _interrupts_recorded():
+    """Yield a list that records every SIGINT while Ctrl-C still raises KeyboardInterrupt as usual. Libraries
+    can lose that exception (raised inside a fork handler it is only printed as 'Exception ignored') or turn it
+    into another one (an extension module whose import was interrupted raises ImportError): the record keeps
+    the exit code 130 and silences those printouts."""
+    seen: list[int] = []
+
+    def on_interrupt(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    def on_unraisable(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            previous_hook(unraisable)
+
+    try:
+        previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread (an embedding caller): leave signals alone
+        yield seen
+        return
+    previous_hook, sys.unraisablehook = sys.unraisablehook, on_unraisable
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        sys.unraisablehook = previous_hook
 
 
 def _report(message: str) -> None:
@@ -330,8 +371,13 @@ def _write_stage_result(result, out: Path, stage: str) -> None:
 def main() -> None:
     try:
         app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # while parsing options, outside _guarded
+        stderr.print("[yellow]interrupted[/]")
         sys.exit(EXIT_INTERRUPTED)
+    finally:
+        # the command is over and its files are complete; Ctrl-C during interpreter teardown should end the
+        # process by the signal (a shell sees 130), not print a traceback from some library's exit handler
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 if __name__ == "__main__":
