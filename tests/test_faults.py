@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from handcli import cache
 from handcli.artifacts import Artifact, load_artifact, save_artifact
 from handcli.cli import app
+from handcli.errors import BadInput
 from handcli.render.synthetic import render_synthetic_video
 from handcli.stages import run as run_stage
 from handcli.video import iter_frames, probe_video
@@ -291,7 +292,7 @@ def test_sigkill_halfway_through_a_write(tmp_path, through_cache):
     assert (target.read_bytes() if target.exists() else None) == before
     (leftover,) = hidden_temporaries(tmp_path)
     assert temporary_owner(leftover) == (target.name, writer.pid)
-    with pytest.raises(Exception):
+    with pytest.raises(BadInput):
         load_artifact(leftover)  # it really is a partial file
     if through_cache:
         with cache.WorkDir(tmp_path) as work:
@@ -385,13 +386,13 @@ def test_kill_and_resume_run(baseline, tmp_path):
     def locked(*stages: str) -> Callable[[], Callable[[subprocess.Popen], bool]]:
         return lambda: lambda process: holds_lock(work, process.pid) and set(stages) <= set(cached_stages(work))
 
-    fraction = lambda: float(rng.uniform(0.1, 0.9))
+    within = lambda start, end: float(rng.uniform(0.1, 0.9)) * (times[end] - (times[start] if start else 0.0))
     points = [
-        KillPoint("start-up", signal.SIGKILL, at_once, fraction() * times["lock"]),
-        KillPoint("detect", signal.SIGKILL, locked(), fraction() * (times["detect"] - times["lock"])),
+        KillPoint("start-up", signal.SIGKILL, at_once, within(None, "lock")),
+        KillPoint("detect", signal.SIGKILL, locked(), within("lock", "detect")),
         KillPoint("detect cache write", signal.SIGKILL, write_began(work, "detect-"), 0.0),
-        KillPoint("estimate (SIGINT)", signal.SIGINT, locked("detect"), fraction() * (times["estimate"] - times["detect"])),
-        KillPoint("refine", signal.SIGKILL, locked("detect", "estimate"), fraction() * (times["refine"] - times["estimate"])),
+        KillPoint("estimate (SIGINT)", signal.SIGINT, locked("detect"), within("detect", "estimate")),
+        KillPoint("refine", signal.SIGKILL, locked("detect", "estimate"), within("estimate", "refine")),
         KillPoint("output write", signal.SIGKILL, write_began(out.parent, out.name), 0.0),
     ]
     landed = []
@@ -552,7 +553,8 @@ def test_kill_and_resume_render(baseline, tmp_path):
     started = time.monotonic()
     assert wait_until(process, lambda: began(process))
     encode_start = time.monotonic() - started
-    wait_until(process, lambda: reference.exists() and not writing(reference.parent, f".{reference.name}.", process.pid))
+    renamed = lambda: reference.exists() and not writing(reference.parent, f".{reference.name}.", process.pid)
+    wait_until(process, renamed)
     encode_time = time.monotonic() - started - encode_start
     assert finish(process).returncode == 0
     expected = decoded_frames(reference)
@@ -562,11 +564,11 @@ def test_kill_and_resume_render(baseline, tmp_path):
     out.parent.mkdir()
     shutil.copy(baseline.video, out)  # a complete earlier video in OUT
     previous = out.read_bytes()
+    fraction = lambda: float(rng.uniform(0.1, 0.9))
     points = [
-        KillPoint("start-up", signal.SIGKILL, at_once, float(rng.uniform(0.1, 0.9)) * encode_start),
-        KillPoint("encoding", signal.SIGKILL, write_began(out.parent, out.name), float(rng.uniform(0.1, 0.9)) * encode_time),
-        KillPoint("encoding (SIGINT)", signal.SIGINT, write_began(out.parent, out.name),
-                  float(rng.uniform(0.1, 0.9)) * encode_time),
+        KillPoint("start-up", signal.SIGKILL, at_once, fraction() * encode_start),
+        KillPoint("encoding", signal.SIGKILL, write_began(out.parent, out.name), fraction() * encode_time),
+        KillPoint("encoding (SIGINT)", signal.SIGINT, write_began(out.parent, out.name), fraction() * encode_time),
     ]
     killed = set()
     for point in points:

@@ -1,0 +1,93 @@
+"""Score the refiner in-process on FPHA under the dev noise protocol, using the shared benchmark's own
+functions (/work/shared/bench/handeval_dev.py, imported, never copied).
+
+    .venv/bin/python scripts/refiner_bench.py [--weights weights/refiner.pt] [--split test|tune] [--samples 1]
+
+--split test: subject 4 exactly as the benchmark corrupts it (seed 7 + 1); --split tune: subjects 1-3
+(every 2nd sequence, the benchmark's seed 7), the only split to tune on. Prints MPJPE / PA-MPJPE / ACCEL (mm)
+of raw input, the benchmark's Gaussian filter and the refiner, plus the refiner's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO.parent / "shared" / "bench"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--split", choices=("test", "tune"), default="tune")
+    parser.add_argument("--samples", type=int, default=1)
+    parser.add_argument("--stride", type=int, default=None)
+    parser.add_argument("--every", type=int, default=1, help="score every Nth sequence")
+    parser.add_argument("--direct", choices=("auto", "yes", "no"), default="auto",
+                        help="samples=1 estimate: the weights' choice, the first clean estimate, or the mean path")
+    parser.add_argument("--project", choices=("auto", "yes", "no"), default="auto",
+                        help="re-impose the track bone lengths on the output: the weights' choice, or force")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if not (BENCH / "handeval_dev.py").is_file():
+        print(f"benchmark not found at {BENCH}; this script needs the shared benchmark", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(BENCH))
+    import handeval_dev as bench
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from handcli.diffusion import load_refiner
+
+    fpha = BENCH.parent / "data" / "mocap" / "fpha"
+    if args.split == "test":
+        data = bench.corrupt_set(bench.load_fpha(str(fpha), [4]), "dev", 7 + 1)[::args.every]
+    else:
+        data = bench.corrupt_set(bench.load_fpha(str(fpha), [1, 2, 3])[::2], "dev", 7)[::args.every]
+    started = time.perf_counter()
+    refiner = load_refiner(args.weights)
+    if args.stride:
+        refiner.stride = args.stride
+    if args.direct != "auto":
+        refiner.direct = args.direct == "yes"
+    if args.project != "auto":
+        refiner.project_output = args.project == "yes"
+    load_seconds = time.perf_counter() - started
+    # one call over all tracks padded to the longest, as `handcli refine` receives them from the benchmark
+    length = max(len(d[1]) for d in data)
+    keypoints = np.full((len(data), length, 21, 3), np.nan, np.float32)
+    valid = np.zeros((len(data), length), bool)
+    for i, (_, _, _, observed, seen, _) in enumerate(data):
+        keypoints[i, :len(observed)] = observed
+        valid[i, :len(observed)] = seen
+    started = time.perf_counter()
+    result = refiner.refine(keypoints, valid, np.array([d[2] for d in data]), 30.0, samples=args.samples)
+    refine_seconds = time.perf_counter() - started
+    rows = {"raw": bench.score(lambda y: y, data),
+            "gaussian(2)": bench.score(lambda y: bench.FILTERS["gaussian"](y, 2), data)}
+    total = dict(mpjpe=0.0, pa_mpjpe=0.0, accel=0.0)
+    frames = 0
+    for i, (_, truth, *_rest) in enumerate(data):
+        metrics = bench.metrics(result.keypoints3d[i, :len(truth)].astype(float), truth)
+        for key in total:
+            total[key] += metrics[key] * len(truth)
+        frames += len(truth)
+    rows["refiner"] = {k: v / frames for k, v in total.items()}
+    print(f"split={args.split} sequences={len(data)} frames={frames} load={load_seconds:.2f}s "
+          f"refine={refine_seconds:.2f}s samples={args.samples} direct={refiner.direct} "
+          f"project_output={refiner.project_output}")
+    print(f"{'method':<14}{'MPJPE':>8}{'PA-MPJPE':>10}{'ACCEL':>8}")
+    for name, row in rows.items():
+        print(f"{name:<14}{row['mpjpe']:>8.2f}{row['pa_mpjpe']:>10.2f}{row['accel']:>8.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "refine_s": refine_seconds, "load_s": load_seconds,
+                                               "frames": frames}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
