@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from handcli import __version__  # noqa: E402
 from handcli.artifacts import load_artifact  # noqa: E402
 from handcli.cache import code_version  # noqa: E402
 from handcli.cli import app  # noqa: E402
@@ -152,7 +151,8 @@ def npz_categories(count: int, random_seed: int) -> list[Tally]:
     def loader(tally: Tally):
         return lambda directory, path: tally.add(*loader_ending(path))
 
-    run_strategy(npz_payloads(), count, random_seed, lambda payload: in_directory(write_npz(payload), loader(payload_loader)))
+    run_strategy(npz_payloads(), count, random_seed,
+                 lambda payload: in_directory(write_npz(payload), loader(payload_loader)))
     run_strategy(hostile_files(), count, random_seed, lambda case: in_directory(case[1], loader(hostile_loader)))
     run_strategy(hostile_files(), max(1, count // 4), random_seed + 1,
                  lambda case: in_directory(case[1], through_cli(hostile_cli)))
