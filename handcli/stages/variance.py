@@ -1,0 +1,206 @@
+"""variance stage: per-joint, per-vertex and generalized-force variance of the refined motion (PAD-Hand §3.4).
+
+The refiner's backbone with its last-layer Laplace posterior is run through Algorithm 1 on the observations
+that condition the refinement: for `handcli refine --variance` the input of refine itself; for a refined
+artifact given to `handcli variance`, its keypoints on the frames the input observed (`observed`), so infilled
+frames are treated as missing again (the original outliers are no longer visible then, so run
+`refine --variance` for the full picture); for any other artifact, its keypoints and `valid` as they are.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from handcli.artifacts import Artifact, make_meta
+from handcli.device import resolve_device
+from handcli.errors import BadInput
+from handcli.inputs import load_input
+
+# var_vertices is skipped above this many values (render then spreads var_joints onto the mesh itself)
+MAX_VERTEX_VALUES = 100_000_000
+
+
+@dataclass
+class VarianceConfig:
+    samples: int = 20  # S, Monte Carlo samples per diffusion step
+    seed: int = 0
+    device: str = "auto"
+    weights: Path | None = None  # refiner weights (default: bundled)
+    laplace: Path | None = None  # the posterior fitted for them (default: weights/refiner_laplace.pt)
+    hand_model: str | None = None  # for vertices and forces; default: the artifact's, else "open"
+    mano_dir: Path | None = None
+    force_stride: int = 4  # force Jacobians on every n-th frame, interpolated in between
+    threads: int = 1  # torch intra-op threads while the stage runs
+
+
+@dataclass
+class VarianceMaps:
+    var_joints: np.ndarray  # (H, T, 21) m²
+    var_vertices: np.ndarray | None  # (H, T, V) m²
+    var_force: np.ndarray  # (H, T, 51)
+    timings: dict
+
+
+def observations_of(artifact: Artifact) -> Artifact:
+    """What conditions the refiner for this artifact (see the module docstring)."""
+    if artifact.observed is None:
+        return artifact
+    return artifact.replace(valid=artifact.observed & artifact.valid)
+
+
+def compute_variance(observations: Artifact, target: Artifact, config: VarianceConfig, refiner=None,
+                     notify: Callable[[str], None] | None = None) -> VarianceMaps:
+    """Variance maps for `target` (same tracks and frames as `observations`); refiner: a loaded Refiner to
+    reuse (else loaded from config.weights)."""
+    from handcli.diffusion import load_refiner
+    from handcli.stages.refine import check_refinable
+    from handcli.variance.maps import joint_variance
+    from handcli.variance.posterior import load_laplace
+    from handcli.variance.sequence import sequence_variance
+
+    if config.samples < 2:
+        raise BadInput(f"--samples must be at least 2 for a variance, got {config.samples}")
+    check_refinable(observations)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    posterior, _ = load_laplace(config.laplace, config.weights)
+    if refiner is None:
+        refiner = load_refiner(config.weights, device=resolve_device(config.device))
+    timings["load_s"] = time.perf_counter() - started
+    # one intra-op thread, as the refiner: on a busy 2-core machine two threads oversubscribe the cores (the
+    # force Jacobians of a 1,000-frame track measured 1.7 s with one thread, 5.8 s with two)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        started = time.perf_counter()
+        result = sequence_variance(refiner, posterior, observations.keypoints3d, observations.valid,
+                                   observations.is_right, observations.fps, observations.keypoints2d,
+                                   observations.K, samples=config.samples, seed=config.seed)
+        timings["propagate_s"] = time.perf_counter() - started
+        var_joints = joint_variance(result.variance).astype(np.float32)
+        model, betas = _hand_model(target, config)
+        started = time.perf_counter()
+        var_vertices = _vertex_maps(model, betas, var_joints, notify)
+        timings["vertices_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        var_force = _force_maps(model, betas, result.mean, result.variance, observations, config.force_stride)
+        timings["forces_s"] = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(previous_threads)
+    return VarianceMaps(var_joints, var_vertices, var_force, timings)
+
+
+def _hand_model(target: Artifact, config: VarianceConfig):
+    """The hand model and per-track shapes (H, nb) used for vertices and forces (template shape without betas)."""
+    from handcli.handmodels import load_hand_model
+
+    name = config.hand_model or target.meta.get("hand_model") or "open"
+    model = load_hand_model(name, config.mano_dir)
+    betas = np.zeros((target.num_tracks, model.num_betas), np.float32)
+    if target.betas is not None:
+        if target.betas.shape[1] != model.num_betas:
+            raise BadInput(f"betas: the input has {target.betas.shape[1]} shape values per track but hand model "
+                           f"'{name}' takes {model.num_betas} (give the --hand-model it was made with)")
+        betas = np.asarray(target.betas, np.float32)
+    return model, betas
+
+
+def _vertex_maps(model, betas: np.ndarray, var_joints: np.ndarray, notify) -> np.ndarray | None:
+    from handcli.variance.maps import hand_vertex_weights, vertex_variance
+
+    tracks, frames = var_joints.shape[:2]
+    if tracks * frames * model.num_vertices > MAX_VERTEX_VALUES:
+        if notify is not None:
+            notify(f"var_vertices skipped: {tracks} x {frames} x {model.num_vertices} values would be too large; "
+                   "var_joints is written (render spreads it onto the mesh)")
+        return None
+    out = np.empty((tracks, frames, model.num_vertices), np.float32)
+    for h in range(tracks):
+        weights = hand_vertex_weights(model, betas[h])
+        for begin in range(0, frames, 4096):
+            out[h, begin:begin + 4096] = vertex_variance(var_joints[h, begin:begin + 4096], weights)
+    return out
+
+
+def _force_maps(model, betas: np.ndarray, mean: np.ndarray, variance: np.ndarray, observations: Artifact,
+                stride: int) -> np.ndarray:
+    """(H, T, 51) Var(F) along E[x^0] of each track's span (frames outside hold the span's edge values)."""
+    from handcli.physics import hand_physics
+    from handcli.stages.refine import observed_span
+    from handcli.variance.maps import force_variance
+
+    tracks, frames = mean.shape[:2]
+    out = np.zeros((tracks, frames, 51), np.float32)
+    span = observed_span(observations.valid)
+    with torch.no_grad():
+        shapes = torch.as_tensor(betas)
+        rest = model.rest_joints21(shapes)  # (H, 21, 3) right-hand, MANO21 order
+        _, inertia = hand_physics(model, shapes)
+    for h in range(tracks):
+        seen = np.flatnonzero(span[h])
+        first, last = seen[0], seen[-1] + 1
+        track_inertia = type(inertia)(*(field[h] for field in inertia))
+        values = force_variance(mean[h, first:last], variance[h, first:last], observations.fps,
+                                bool(observations.is_right[h]), rest[h], track_inertia, stride)
+        out[h, first:last] = values
+        out[h, :first] = values[0]
+        out[h, last:] = values[-1]
+    return out
+
+
+def _with_maps(artifact: Artifact, maps: VarianceMaps) -> Artifact:
+    return artifact.replace(var_joints=maps.var_joints, var_vertices=maps.var_vertices, var_force=maps.var_force)
+
+
+def variance(artifact: Artifact, config: VarianceConfig, notify: Callable[[str], None] | None = None) -> Artifact:
+    """The `handcli variance` stage: the artifact with var_joints, var_vertices, var_force added."""
+    if artifact.num_tracks == 0:
+        raise BadInput("the input has no hand tracks")
+    if artifact.observed is None and notify is not None and artifact.meta.get("stage") != "refine":
+        notify("the input is not a refined artifact: the maps describe what `handcli refine` makes of it "
+               "(use `handcli refine --variance` to get the refined motion with them)")
+    maps = compute_variance(observations_of(artifact), artifact, config, notify=notify)
+    meta = make_meta("variance", hand_model=artifact.meta.get("hand_model"), config=_config_dict(config),
+                     timings=maps.timings, previous=artifact.meta)
+    return _with_maps(artifact, maps).replace(meta=meta)
+
+
+def attach_variance(refined: Artifact, observations: Artifact, config: VarianceConfig, refiner=None,
+                    notify: Callable[[str], None] | None = None) -> Artifact:
+    """For `refine --variance`: the refined artifact with the maps of the refinement of `observations`."""
+    maps = compute_variance(observations, refined, config, refiner, notify)
+    meta = dict(refined.meta)
+    meta["variance"] = {"config": _config_dict(config), "timings": maps.timings}
+    return _with_maps(refined, maps).replace(meta=meta)
+
+
+def variance_file(path: Path, config: VarianceConfig, notify: Callable[[str], None] | None = None) -> Artifact:
+    artifact, _ = load_input(path)
+    return variance(artifact, config, notify)
+
+
+def check_heatmap_path(path: Path) -> None:
+    """Fail before the work, not after it."""
+    path = Path(path)
+    if path.suffix.lower() != ".png" or not (path.parent if str(path.parent) else Path(".")).is_dir():
+        raise BadInput(f"{path}: the heat map must be a .png file in an existing directory")
+
+
+def write_heatmap(artifact: Artifact, path: Path) -> Path:
+    """The joints x time heat map of an artifact with var_joints."""
+    from handcli.variance.heatmap import save_heatmap
+
+    if artifact.var_joints is None:
+        raise BadInput("no var_joints to draw")
+    check_heatmap_path(path)
+    return save_heatmap(path, artifact.var_joints, artifact.valid, artifact.fps, artifact.observed, artifact.is_right)
+
+
+def _config_dict(config: VarianceConfig) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
