@@ -1,6 +1,6 @@
 """Errors a user can cause or meet, each mapped to a documented exit code.
 
-Exit codes (docs/cli.md): 0 success, 2 bad input or usage (also: stage not built yet),
+Exit codes (docs/reliability.md): 0 success, 2 bad input or usage (also: stage not built yet),
 3 a stage failed on valid input, 130 interrupted.
 """
 
