@@ -18,7 +18,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from handcli.errors import EXIT_INTERRUPTED, EXIT_STAGE_FAILED, HandcliError, NotBuilt
+from handcli.errors import EXIT_INTERRUPTED, EXIT_STAGE_FAILED, HandcliError
 
 app = typer.Typer(
     name="handcli",
@@ -131,10 +131,6 @@ def _stage_progress():
         yield tick
 
 
-def _not_built(stage: str, issue: int) -> None:
-    raise NotBuilt(f"stage '{stage}' is not built yet (tracked in issue #{issue}); nothing was written")
-
-
 @app.command()
 def run(
     video: Path = typer.Argument(..., help="Input video file."),
@@ -236,12 +232,10 @@ def refine(
     """Refine per-frame estimates into coherent, physically plausible motion (physics-aware diffusion)."""
 
     def action() -> None:
-        if variance:
-            _not_built("variance", 5)
         from handcli.stages import refine as stage
 
         config = stage.RefineConfig(device=device, seed=seed, samples=samples, weights=weights,
-                                    hand_model=hand_model, mano_dir=mano_dir)
+                                    hand_model=hand_model, mano_dir=mano_dir, variance=variance)
         _write_stage_result(stage.refine_file(input, config), out, "refine")
 
     _guarded(action, verbose)
@@ -249,12 +243,37 @@ def refine(
 
 @app.command()
 def variance(
-    input: Path = typer.Option(..., "--input", "-i"),
+    input: Path = typer.Option(..., "--input", "-i", help="A refined artifact (or any supported estimate file)."),
     out: Path = typer.Option(..., "--out", "-o"),
+    samples: int = typer.Option(20, "--samples", min=2, max=256, help="Monte Carlo samples per diffusion step."),
+    heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Also write the joints x time heat map (.png)."),
+    chain: bool = typer.Option(False, "--chain", help="Propagate through all reverse steps even when the refiner "
+                               "returns its first clean estimate."),
+    device: str = _DEVICE,
+    seed: int = typer.Option(0, "--seed"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Refiner weights (default: bundled)."),
+    laplace: Optional[Path] = typer.Option(None, "--laplace", help="Variance posterior fitted for those weights "
+                                           "(default: bundled)."),
+    hand_model: Optional[str] = typer.Option(None, "--hand-model", help="Default: the one the input was made with."),
+    mano_dir: Optional[Path] = _MANO_DIR,
     verbose: bool = _VERBOSE,
 ) -> None:
     """Per-joint, per-vertex and force variance maps (last-layer Laplace through the diffusion)."""
-    _guarded(lambda: _not_built("variance", 5), verbose)
+
+    def action() -> None:
+        from handcli.stages import variance as stage
+
+        _check_output_path(out)
+        if heatmap is not None:
+            stage.check_heatmap_path(heatmap)
+        config = stage.VarianceConfig(samples=samples, seed=seed, device=device, weights=weights, laplace=laplace,
+                                      hand_model=hand_model, mano_dir=mano_dir, chain=chain)
+        result = stage.variance_file(input, config, notify=_warn)
+        _write_stage_result(result, out, "variance")
+        if heatmap is not None:
+            _report(f"[green]variance:[/] wrote {stage.write_heatmap(result, heatmap)}")
+
+    _guarded(action, verbose)
 
 
 @app.command()

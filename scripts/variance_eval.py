@@ -33,7 +33,7 @@ def load_bench():
     return module
 
 
-def refine_with_variance(data, weights, laplace, samples: int, seed: int):
+def refine_with_variance(data, weights, laplace, samples: int, seed: int, chain: bool = False):
     """Padded (H, T) arrays as the bench feeds them -> (refined artifact with the maps, seconds)."""
     from handcli.artifacts import Artifact
     from handcli.stages.refine import RefineConfig, refine
@@ -49,27 +49,29 @@ def refine_with_variance(data, weights, laplace, samples: int, seed: int):
     started = time.perf_counter()
     refined = refine(artifact, RefineConfig(weights=weights, seed=seed, fit_params=False))
     maps = attach_variance(refined, artifact, VarianceConfig(weights=weights, laplace=laplace, samples=samples,
-                                                             seed=seed))
+                                                             seed=seed, chain=chain))
     return maps, time.perf_counter() - started
 
 
 def score(bench, data, refined) -> dict:
     from scipy.stats import spearmanr
 
-    errors, variances, naive, outliers, observed, sq_errors = [], [], [], [], [], []
+    errors, variances, naive, outliers, observed, sq_errors, shifts = [], [], [], [], [], [], []
     for i, (_, truth, _, corrupted, valid, outlier) in enumerate(data):
         length = len(truth)
         predicted = refined.keypoints3d[i, :length].astype(float)
         joint_errors = np.linalg.norm(predicted - truth, axis=-1)
+        shifts.append(np.linalg.norm((predicted - truth).mean(1), axis=-1) * 1000)
         errors.append(joint_errors.mean(1) * 1000)
         sq_errors.append((joint_errors ** 2).mean(1))
         variances.append(refined.var_joints[i, :length].mean(1))
         naive.append(np.linalg.norm(predicted - bench.interp_missing(corrupted, valid), axis=-1).mean(1))
         outliers.append(outlier & valid)
         observed.append(valid)
-    errors, variances, naive, outliers, observed, sq_errors = map(
-        np.concatenate, (errors, variances, naive, outliers, observed, sq_errors))
+    errors, variances, naive, outliers, observed, sq_errors, shifts = map(
+        np.concatenate, (errors, variances, naive, outliers, observed, sq_errors, shifts))
     return {"frames": int(len(errors)),
+            "mean_error_mm": float(errors.mean()), "whole_hand_error_mm": float(shifts.mean()),
             "spearman_var_vs_err": float(spearmanr(variances, errors)[0]),
             "auroc_outlier_frames": float(bench.auroc(variances[observed], outliers[observed])),
             "naive_spearman": float(spearmanr(naive, errors)[0]),
@@ -78,6 +80,54 @@ def score(bench, data, refined) -> dict:
             "auroc_missing_frames": float(bench.auroc(variances, ~observed)),
             "predicted_over_observed_mse": float(variances.mean() / sq_errors.mean()),
             "reliability": reliability(variances, sq_errors)}
+
+
+def observable_features(predicted: np.ndarray, observed: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(T, F) per-frame quantities any variance could use: gaps, sequence edges, disagreement of the input with
+    the output (per joint and whole hand, per frame and smoothed), speed and acceleration of the output."""
+    from scipy.ndimage import gaussian_filter1d, uniform_filter1d
+
+    frames = len(predicted)
+    time = np.arange(frames)
+    offset = observed - predicted
+    shift = offset.mean(1)
+    local = ((offset - shift[:, None]) ** 2).sum(-1)
+    shift2 = (shift ** 2).sum(-1)
+    distance = np.abs(time[:, None] - np.flatnonzero(valid)[None]).min(1)
+    speed = np.r_[0, np.linalg.norm(np.diff(predicted, axis=0), axis=-1).mean(-1)]
+    accel = np.r_[0, np.linalg.norm(predicted[2:] - 2 * predicted[1:-1] + predicted[:-2], axis=-1).mean(-1), 0]
+    log = lambda x: np.log(x + 1e-8)
+    columns = [~valid, np.log1p(distance), np.log1p(np.minimum(time, frames - 1 - time)), log(local.mean(1)),
+               log(local.max(1)), log(shift2), log(uniform_filter1d(shift2, 9)), log(uniform_filter1d(shift2, 31)),
+               log(speed), log(accel), np.full(frames, np.log(frames)), np.full(frames, log(shift2[valid].mean())),
+               np.full(frames, log(local[valid].mean())), gaussian_filter1d((~valid).astype(float), 5)]
+    features = np.stack(columns, 1).astype(float)
+    return np.concatenate([features, features ** 2], 1)
+
+
+def oracle_spearman(bench, data, refined, splits: int = 5) -> float:
+    """Held-out Spearman of a ridge regression of log per-frame error on `observable_features`, fitted on the
+    error itself (half the sequences, evaluated on the other half, mean over random halves): how well the
+    observable quantities can rank the error on this data at all."""
+    from scipy.stats import spearmanr
+
+    features, errors, owner = [], [], []
+    for i, (_, truth, _, corrupted, valid, _) in enumerate(data):
+        predicted = refined.keypoints3d[i, :len(truth)].astype(float)
+        features.append(observable_features(predicted, bench.interp_missing(corrupted, valid), valid))
+        errors.append(np.linalg.norm(predicted - truth, axis=-1).mean(1))
+        owner.append(np.full(len(truth), i))
+    features, errors, owner = map(np.concatenate, (features, errors, owner))
+    features = (features - features.mean(0)) / (features.std(0) + 1e-9)
+    features = np.concatenate([features, np.ones((len(features), 1))], 1)
+    rng = np.random.default_rng(0)
+    scores = []
+    for _ in range(splits):
+        train = np.isin(owner, rng.permutation(len(data))[:len(data) // 2])
+        weights = np.linalg.solve(features[train].T @ features[train] + np.eye(features.shape[1]),
+                                  features[train].T @ np.log(errors[train]))
+        scores.append(spearmanr(features[~train] @ weights, errors[~train])[0])
+    return float(np.mean(scores))
 
 
 def reliability(variances: np.ndarray, squared_errors: np.ndarray, bins: int = 10) -> list[dict]:
@@ -126,6 +176,9 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--laplace", type=Path, default=None)
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--chain", action="store_true", help="Algorithm 1 through all N steps (see `handcli variance --chain`)")
+    parser.add_argument("--oracle", action="store_true", help="also the ceiling: error ranked by a regression on "
+                        "observable quantities fitted to the error itself (held-out sequences)")
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -136,9 +189,12 @@ def main() -> None:
     subjects = [int(s) for s in args.subjects.split(",")]
     data = bench.corrupt_set(bench.load_fpha(str(SHARED / "data" / "mocap" / "fpha"), subjects)[::args.every], "dev",
                              args.seed)
-    refined, seconds = refine_with_variance(data, args.weights, args.laplace, args.samples, 0)
+    refined, seconds = refine_with_variance(data, args.weights, args.laplace, args.samples, 0, args.chain)
     result = score(bench, data, refined)
-    result.update(subjects=subjects, sequences=len(data), seconds=round(seconds, 1), samples=args.samples)
+    if args.oracle:
+        result["oracle_spearman_held_out"] = oracle_spearman(bench, data, refined)
+    result.update(subjects=subjects, sequences=len(data), seconds=round(seconds, 1), samples=args.samples,
+                  chain=args.chain)
     for key, value in result.items():
         if key != "reliability":
             print(f"{key:<30}{value:.3f}" if isinstance(value, float) else f"{key:<30}{value}")

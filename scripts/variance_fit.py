@@ -1,7 +1,7 @@
 """Fit the variance posterior (last-layer Laplace of the refiner's head) on synthetic training data.
 
     .venv/bin/python scripts/variance_fit.py                       # weights/refiner.pt -> weights/refiner_laplace.pt
-    .venv/bin/python scripts/variance_fit.py --weights W.pt --out W_laplace.pt --batches 40
+    .venv/bin/python scripts/variance_fit.py --weights W.pt --batches 40    # -> W_laplace.pt beside it
 
 Rerun whenever weights/refiner.pt changes: `handcli variance` refuses a posterior fitted for other weights.
 Writes a model card beside the output (<out>.md). Synthetic data only (handcli.datagen); deterministic per seed.
@@ -29,14 +29,24 @@ and `handcli refine --variance` use; see docs/variance.md. Bound to the refiner 
 * Fitted for: `{weights}` (sha256 `{digest}`)
 * Data: synthetic only — {batches} batches of {batch_size} windows from `handcli.training.data.SyntheticBatches`
   (handcli.datagen motion, the training run's corruption settings), every frame at every diffusion step with
-  states from the {states} chain: {rows} rows for the Gram matrix, {noise_rows} for the noise head.
+  states from the {states} chain: {rows} rows for the Gram matrix (counted as {windows} independent
+  observations, one per window), {noise_rows} for the noise model.
 * Prior precision λ = {prior:.4g} (maximum of the Laplace evidence).
 * RMS residual of the head on the fitting rows: {rms:.2f} mm per coordinate (all steps).
 * Noise model (`handcli.variance.noise`): per diffusion step, log σ² of the whole-hand shift and of each joint's
-  articulation linear in the features and the condition's reliability covariates; Newton on the Gaussian NLL,
-  ridge {ridge}.
+  articulation, linear in the condition's reliability covariates (`handcli.variance.reliability`); Newton on
+  the Gaussian NLL, ridge {ridge}.
 * Fitting time: {seconds:.0f} s on {threads} CPU thread(s).
 """
+
+
+def _shown(path: Path) -> str:
+    """Repository-relative when inside the repository (the card is committed)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def main() -> None:
@@ -48,7 +58,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     weights = args.weights or default_weights_path()
-    out = args.out or (default_laplace_path() if args.weights is None else weights.with_name(weights.stem + "_laplace.pt"))
+    out = args.out or default_laplace_path(weights)
     backbone, schedule, _ = load_weights(weights)
     settings = FitSettings(batches=args.batches, states=args.states, seed=args.seed)
     started = time.perf_counter()
@@ -61,8 +71,9 @@ def main() -> None:
     from handcli.artifacts import file_digest
 
     out.with_suffix(".md").write_text(CARD.format(
-        name=out.name, weights=weights, digest=file_digest(weights), batches=settings.batches,
-        batch_size=settings.batch_size, states=settings.states, rows=summary["rows"], noise_rows=summary["noise_rows"],
+        name=out.name, weights=_shown(weights), digest=file_digest(weights), batches=settings.batches,
+        batch_size=settings.batch_size, states=settings.states, rows=summary["rows"], windows=summary["effective_rows"],
+        noise_rows=summary["noise_rows"],
         prior=summary["prior_precision"], rms=summary["rms_residual_mm"], ridge=settings.ridge, seconds=seconds,
         threads=torch.get_num_threads()))
     print(f"wrote {out} and {out.with_suffix('.md')} (λ = {summary['prior_precision']:.4g}, "

@@ -232,6 +232,18 @@ def test_weights_round_trip(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(BadInput):
         load_weights(tmp_path / "junk.pt")
+    # weights from another code version (a renamed config field, a tensor of another shape): BadInput, one line
+    payload = torch.load(path, weights_only=True)
+    payload["backbone"]["no_such_field"] = 1
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(BadInput, match="do not match this handcli version"):
+        load_weights(tmp_path / "future.pt")
+    payload = torch.load(path, weights_only=True)
+    name = next(iter(payload["state_dict"]))
+    payload["state_dict"][name] = torch.zeros(3, 3, 3)
+    torch.save(payload, tmp_path / "reshaped.pt")
+    with pytest.raises(BadInput, match="do not match this handcli version"):
+        load_weights(tmp_path / "reshaped.pt")
 
 
 # ------------------------------------------------------------------------------------------------ training

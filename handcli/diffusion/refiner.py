@@ -99,7 +99,7 @@ class Refiner:
         if not fps or not np.isfinite(fps) or fps <= 0:
             raise BadInput(f"fps must be positive, got {fps}")
         use2d = keypoints2d is not None and K is not None
-        tracks = [self._prepare_track(h, keypoints3d[h], valid[h], keypoints2d[h] if use2d else None, fps)
+        tracks = [self.prepare_track(h, keypoints3d[h], valid[h], keypoints2d[h] if use2d else None, fps)
                   for h in range(num_tracks)]
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
@@ -128,8 +128,8 @@ class Refiner:
         mean = output.mean(0) if samples > 1 else output[0]
         return RefineResult(mean.astype(np.float32), states, output if samples > 1 else None)
 
-    def _prepare_track(self, index: int, keypoints3d: np.ndarray, valid: np.ndarray,
-                       keypoints2d: np.ndarray | None, fps: float) -> _Track:
+    def prepare_track(self, index: int, keypoints3d: np.ndarray, valid: np.ndarray,
+                      keypoints2d: np.ndarray | None, fps: float) -> _Track:
         """Crop to the observed span (invalid or non-finite frames are unobserved) and resample to MODEL_FPS."""
         valid = valid & np.isfinite(keypoints3d).all((1, 2))
         seen = np.flatnonzero(valid)

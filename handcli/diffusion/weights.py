@@ -66,8 +66,14 @@ def load_weights(path: Path | None = None, device: str | torch.device = "cpu"
         raise BadInput(f"cannot read refiner weights {path}: {type(error).__name__}") from None
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise BadInput(f"{path} is not a handcli refiner weights file ({WEIGHTS_FORMAT})")
-    schedule = ShiftSchedule(**payload["schedule"])
-    backbone = RefinerBackbone(BackboneConfig(**payload["backbone"]), schedule)
-    backbone.load_state_dict(payload["state_dict"])
+    try:
+        schedule = ShiftSchedule(**payload["schedule"])
+        backbone = RefinerBackbone(BackboneConfig(**payload["backbone"]), schedule)
+        backbone.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        # a file written by another code version: unknown config fields or mismatched tensors
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BadInput(f"refiner weights {path} do not match this handcli version ({first_line[:160]}); "
+                       "retrain with `make weights` or use the weights shipped with this version") from None
     backbone.to(device).eval()
     return backbone, schedule, dict(payload.get("info", {}))

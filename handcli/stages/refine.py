@@ -28,6 +28,7 @@ class RefineConfig:
     mano_dir: Path | None = None
     fit_params: bool = True  # fit hand-model parameters to the refined keypoints
     fit_iterations: int = 5
+    variance: bool = False  # also the variance maps (handcli.stages.variance), in the same pass
 
 
 def observed_span(valid: np.ndarray) -> np.ndarray:
@@ -56,6 +57,10 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
         return artifact.replace(meta=make_meta("refine", config=_config_dict(config), previous=artifact.meta))
     check_refinable(artifact)
     device = resolve_device(config.device)
+    if config.variance:  # fail before refining when the variance posterior is missing or stale
+        from handcli.variance.posterior import load_laplace
+
+        load_laplace(None, config.weights)
     started = time.perf_counter()
     from handcli.diffusion import load_refiner
 
@@ -85,7 +90,14 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
     changes.update(var_joints=None, var_vertices=None, var_force=None, world_landmarks=None)
     changes["meta"] = make_meta("refine", hand_model=config.hand_model if config.fit_params else None,
                                 config=_config_dict(config), timings=timings, previous=artifact.meta)
-    return artifact.replace(**changes)
+    refined = artifact.replace(**changes)
+    if config.variance:
+        from handcli.stages.variance import VarianceConfig, attach_variance
+
+        refined = attach_variance(refined, artifact, VarianceConfig(
+            seed=config.seed, device=config.device, weights=config.weights, hand_model=config.hand_model,
+            mano_dir=config.mano_dir, chain=config.samples > 1), refiner)
+    return refined
 
 
 def _config_dict(config: RefineConfig) -> dict:

@@ -37,6 +37,7 @@ class VarianceConfig:
     mano_dir: Path | None = None
     force_stride: int = 4  # force Jacobians on every n-th frame, interpolated in between
     threads: int = 1  # torch intra-op threads while the stage runs
+    chain: bool = False  # Algorithm 1 through all N reverse steps even when the refiner returns its first estimate
 
 
 @dataclass
@@ -81,7 +82,8 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
         started = time.perf_counter()
         result = sequence_variance(refiner, posterior, observations.keypoints3d, observations.valid,
                                    observations.is_right, observations.fps, observations.keypoints2d,
-                                   observations.K, samples=config.samples, seed=config.seed)
+                                   observations.K, samples=config.samples, seed=config.seed,
+                                   direct=not config.chain)
         timings["propagate_s"] = time.perf_counter() - started
         var_joints = joint_variance(result.variance).astype(np.float32)
         model, betas = _hand_model(target, config)
@@ -162,10 +164,10 @@ def variance(artifact: Artifact, config: VarianceConfig, notify: Callable[[str],
     """The `handcli variance` stage: the artifact with var_joints, var_vertices, var_force added."""
     if artifact.num_tracks == 0:
         raise BadInput("the input has no hand tracks")
-    if artifact.observed is None and notify is not None and artifact.meta.get("stage") != "refine":
+    maps = compute_variance(observations_of(artifact), artifact, config, notify=notify)
+    if artifact.observed is None and notify is not None:
         notify("the input is not a refined artifact: the maps describe what `handcli refine` makes of it "
                "(use `handcli refine --variance` to get the refined motion with them)")
-    maps = compute_variance(observations_of(artifact), artifact, config, notify=notify)
     meta = make_meta("variance", hand_model=artifact.meta.get("hand_model"), config=_config_dict(config),
                      timings=maps.timings, previous=artifact.meta)
     return _with_maps(artifact, maps).replace(meta=meta)

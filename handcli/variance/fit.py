@@ -29,8 +29,6 @@ class FitSettings:
     noise_rows: int = 120_000  # rows kept (uniformly at random) for the heteroscedastic noise head
     states: str = "reverse"  # "reverse" | "forward"
     ridge: float = 1e-3
-    shift_features: bool = False  # the whole-hand noise from the covariates only (see docs/variance.md)
-    local_features: bool = True
     seed: int = 0
 
 
@@ -83,13 +81,16 @@ def fit_posterior(backbone: RefinerBackbone, schedule: ShiftSchedule, settings: 
             residuals, covariates = residuals.reshape(-1, 21, 3), covariates.reshape(-1, 21, covariates.shape[-1])
             statistics.add(features, residuals.flatten(-2))
             keep = torch.rand(len(features), generator=generator) < keep_fraction
-            kept[step].append((features[keep], residuals[keep], covariates[keep]))
+            kept[step].append((residuals[keep], covariates[keep]))
         if progress is not None:
             progress(index + 1, settings.batches)
-    laplace = LastLayerLaplace.from_statistics(statistics, backbone.head.weight.detach(), backbone.head.bias.detach())
+    # the frames of a window and its diffusion steps move together: one independent observation per window
+    windows = settings.batches * settings.batch_size
+    laplace = LastLayerLaplace.from_statistics(statistics, backbone.head.weight.detach(), backbone.head.bias.detach(),
+                                               effective_rows=windows)
     rows = [tuple(torch.cat(parts) for parts in zip(*kept[step])) for step in sorted(kept)]
-    noise = NoiseModel.fit(rows, settings.ridge, settings.shift_features, settings.local_features)
-    summary = {"rows": statistics.count, "noise_rows": int(sum(len(r[0]) for r in rows)),
+    noise = NoiseModel.fit(rows, settings.ridge)
+    summary = {"rows": statistics.count, "effective_rows": windows, "noise_rows": int(sum(len(r[0]) for r in rows)),
                "prior_precision": laplace.prior_precision,
                "rms_residual_mm": float(statistics.noise.mean().sqrt() * 100.0),
                "settings": vars(settings)}

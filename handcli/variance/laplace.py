@@ -1,6 +1,7 @@
 """Last-layer Laplace approximation of the refiner's linear head (PAD-Hand §3.4, eq. 12), in closed form.
 
-The head is x̂ = baseline + W φ + b with penultimate features φ (D,) and K = 63 outputs. With the body frozen,
+The head is x̂ = s + W φ + b with penultimate features φ (D,), K = 63 outputs and s the backbone's non-linear
+part (handcli.diffusion.model: `skip_base`), which does not depend on W, b. With the body frozen,
 output k is a Bayesian linear regression on φ̃ = [φ, 1] (D1 = D + 1 values): Gaussian likelihood with noise σ²_k
 and an isotropic Gaussian prior of precision λ centred at zero. For a linear head the Hessian of the negative
 log posterior equals the generalized Gauss-Newton matrix,
@@ -115,9 +116,15 @@ class LastLayerLaplace:
 
     @classmethod
     def from_statistics(cls, statistics: GramStatistics, head_weight: torch.Tensor, head_bias: torch.Tensor,
-                        prior_precision: float | None = None) -> "LastLayerLaplace":
-        """Posterior from accumulated statistics and the trained head (weight (K, D), bias (K,))."""
-        eigenvalues, eigenvectors = torch.linalg.eigh(statistics.gram)
+                        prior_precision: float | None = None, effective_rows: float | None = None
+                        ) -> "LastLayerLaplace":
+        """Posterior from accumulated statistics and the trained head (weight (K, D), bias (K,)).
+
+        effective_rows: how many independent observations the rows amount to (default: all of them); the
+        Gram matrix is scaled by effective_rows / count (rows that move together must not count as many).
+        """
+        scale = 1.0 if effective_rows is None else effective_rows / max(statistics.count, 1)
+        eigenvalues, eigenvectors = torch.linalg.eigh(statistics.gram * scale)
         eigenvalues = eigenvalues.clamp_min(0)
         noise = statistics.noise.clamp_min(1e-12)
         theta = torch.cat([head_weight, head_bias[:, None]], 1).to(torch.float64)

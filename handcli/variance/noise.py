@@ -1,15 +1,19 @@
 """Heteroscedastic aleatoric variance of the refiner's prediction x̂, fitted on the head's residuals.
 
 The residual r_j = x_j - x̂_j of joint j splits into a whole-hand shift s = mean_j r_j and the articulation
-l_j = r_j - s, which behave differently: the shift carries the depth drift of monocular estimates, the
-articulation carries finger outliers and jitter. Per diffusion step n, each gets a log-linear variance in the
-penultimate features φ̃ = [φ, 1] and the condition's reliability covariates ψ (handcli.variance.reliability):
+l_j = r_j - s, which behave differently: the shift carries the depth drift of monocular estimates (which no
+observable predicts frame by frame), the articulation carries finger outliers and jitter. Per diffusion step n,
+each gets a log-linear variance in the condition's reliability covariates ψ (handcli.variance.reliability):
 
-    log σ²_s   = a_nᵀ [φ̃, mean_j ψ_j]        (one value, shared by x, y, z)
-    log σ²_l,j = b_njᵀ [φ̃, ψ_j]              (per joint, shared by x, y, z)
+    log σ²_s   = a_nᵀ [ψ̄_infilled, ψ̄_distance, 1]   (one value, shared by x, y, z)
+    log σ²_l,j = b_njᵀ [ψ_j, 1]                       (per joint, shared by x, y, z)
     Var(r_jc)  = σ²_s + σ²_l,j
 
 Each is fitted by Newton's method on the Gaussian negative log likelihood of its residuals (a convex problem).
+The shift uses only where the observations are (a frame-level disagreement of the whole hand with the model is
+the part of the depth noise the model removed, and says nothing about the part it kept); the penultimate
+features are left out of both (they enter γ² through the Laplace term). docs/variance.md has the measurements
+behind both choices.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from handcli.variance.laplace import with_bias
+from handcli.variance.reliability import DISTANCE, INFILLED
+
+SHIFT_COLUMNS = (INFILLED, DISTANCE)
 
 
 def fit_log_linear_noise(design: torch.Tensor, squared_residuals: torch.Tensor, ridge: float = 1e-3,
@@ -62,51 +68,45 @@ def fit_log_linear_noise(design: torch.Tensor, squared_residuals: torch.Tensor, 
     return weights
 
 
+def with_constant(values: torch.Tensor) -> torch.Tensor:
+    return torch.cat([values, torch.ones_like(values[..., :1])], -1)
+
+
 @dataclass
 class NoiseModel:
-    """shift_weights: (N, P) and local_weights: (N, 21, P) for steps n = 1..N (row n - 1), P = D + 1 + Q."""
+    """shift_weights: (N, len(SHIFT_COLUMNS) + 1) and local_weights: (N, 21, Q + 1), for steps n = 1..N
+    (row n - 1)."""
 
     shift_weights: torch.Tensor
     local_weights: torch.Tensor
 
     @classmethod
-    def fit(cls, rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], ridge: float = 1e-3,
-            shift_features: bool = True, local_features: bool = True) -> "NoiseModel":
-        """rows[n - 1] = (features (M, D), residuals (M, 21, 3), covariates (M, 21, Q)) of step n;
-        *_features=False leaves φ out of that head (covariates and a constant only)."""
+    def fit(cls, rows: list[tuple[torch.Tensor, torch.Tensor]], ridge: float = 1e-3) -> "NoiseModel":
+        """rows[n - 1] = (residuals (M, 21, 3), covariates (M, 21, Q)) of step n."""
         shift_weights, local_weights = [], []
-        for features, residuals, covariates in rows:
+        for residuals, covariates in rows:
             residuals, covariates = residuals.to(torch.float64), covariates.to(torch.float64)
-            shared = with_bias(features.to(torch.float64))
-            constant = shared[:, -1:]
             shift = residuals.mean(1)  # (M, 3)
             local = residuals - shift[:, None]
-            design = torch.cat([covariates.mean(1), shared if shift_features else constant], 1)
-            shift_weights.append(fit_log_linear_noise(design, shift.square(), ridge))
-            local_shared = shared if local_features else constant
-            local_weights.append(torch.stack([
-                fit_log_linear_noise(torch.cat([covariates[:, j], local_shared], 1), local[:, j].square(), ridge)
-                for j in range(residuals.shape[1])]))
+            shift_design = with_constant(covariates.mean(1)[:, list(SHIFT_COLUMNS)])
+            shift_weights.append(fit_log_linear_noise(shift_design, shift.square(), ridge))
+            local_weights.append(torch.stack([fit_log_linear_noise(with_constant(covariates[:, j]),
+                                                                   local[:, j].square(), ridge)
+                                              for j in range(residuals.shape[1])]))
         return cls(torch.stack(shift_weights), torch.stack(local_weights))
 
-    def variance(self, features: torch.Tensor, covariates: torch.Tensor, step: int) -> torch.Tensor:
-        """Var(r) per coordinate at step n: features (..., D), covariates (..., 21, Q) -> (..., 21, 3)."""
-        shift, local = self.components(features, covariates, step)
-        return (shift[..., None] + local)[..., None].expand(*local.shape, 3)
+    def components(self, covariates: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(σ²_s (...,), σ²_l (..., 21)) per coordinate at step n; covariates (..., 21, Q)."""
+        shift_weights = self.shift_weights[step - 1].to(covariates.dtype)
+        local_weights = self.local_weights[step - 1].to(covariates.dtype)
+        shift = with_constant(covariates.mean(-2)[..., list(SHIFT_COLUMNS)]) @ shift_weights
+        local = (with_constant(covariates) * local_weights).sum(-1)
+        return torch.exp(shift), torch.exp(local)
 
-    def components(self, features: torch.Tensor, covariates: torch.Tensor, step: int
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(σ²_s (...,), σ²_l (..., 21)) per coordinate at step n."""
-        dtype = features.dtype
-        shift_weights = self.shift_weights[step - 1].to(dtype)
-        local_weights = self.local_weights[step - 1].to(dtype)
-        count = covariates.shape[-1]
-        shared = with_bias(features)
-        pick = lambda weights: shared if weights.shape[-1] > count + 1 else shared[..., -1:]  # heads without φ
-        log_shift = covariates.mean(-2) @ shift_weights[:count] + pick(shift_weights) @ shift_weights[count:]
-        log_local = ((covariates * local_weights[:, :count]).sum(-1)
-                     + pick(local_weights) @ local_weights[:, count:].T)  # (..., 21)
-        return torch.exp(log_shift), torch.exp(log_local)
+    def variance(self, covariates: torch.Tensor, step: int) -> torch.Tensor:
+        """Var(r) per coordinate at step n: covariates (..., 21, Q) -> (..., 21, 3)."""
+        shift, local = self.components(covariates, step)
+        return (shift[..., None] + local)[..., None].expand(*local.shape, 3)
 
     def state_dict(self) -> dict:
         return {"shift_weights": self.shift_weights, "local_weights": self.local_weights}

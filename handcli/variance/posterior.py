@@ -30,11 +30,13 @@ class VariancePosterior:
         epistemic = self.laplace.epistemic(features).unflatten(-1, (21, 3))
         if self.noise is None:
             return epistemic + self.laplace.noise.to(features.dtype).reshape(21, 3)
-        return epistemic + self.noise.variance(features, covariates, step)
+        return epistemic + self.noise.variance(covariates, step).to(features.dtype)
 
 
-def default_laplace_path() -> Path:
-    return default_weights_path().with_name("refiner_laplace.pt")
+def default_laplace_path(refiner_weights: Path | None = None) -> Path:
+    """Beside the refiner weights: weights/refiner.pt -> weights/refiner_laplace.pt."""
+    weights = Path(refiner_weights) if refiner_weights is not None else default_weights_path()
+    return weights.with_name(weights.stem + "_laplace.pt")
 
 
 def save_laplace(path: Path, posterior: VariancePosterior, refiner_weights: Path, summary: dict) -> None:
@@ -47,10 +49,10 @@ def save_laplace(path: Path, posterior: VariancePosterior, refiner_weights: Path
 
 
 def load_laplace(path: Path | None = None, refiner_weights: Path | None = None) -> tuple[VariancePosterior, dict]:
-    """(posterior, summary). NotBuilt when the default file is absent or was fitted for other refiner weights
-    (the shipped pair is out of step); BadInput for a given file that is missing, foreign or mismatched."""
-    explicit = path is not None
-    path = Path(path) if explicit else default_laplace_path()
+    """(posterior, summary). path defaults to the file beside the refiner weights. NotBuilt when the bundled
+    pair is incomplete or out of step; BadInput when the user named the files (missing, foreign, mismatched)."""
+    explicit = path is not None or refiner_weights is not None
+    path = Path(path) if path is not None else default_laplace_path(refiner_weights)
     refiner_weights = Path(refiner_weights) if refiner_weights is not None else default_weights_path()
     problem = BadInput if explicit else NotBuilt
     if not path.is_file():

@@ -71,16 +71,18 @@ def backbone_outputs(backbone: RefinerBackbone, states: torch.Tensor, conditions
 @torch.inference_mode()
 def propagate(backbone: RefinerBackbone, schedule: ShiftSchedule, posterior: VariancePosterior,
               conditions: Conditions, samples: int = 20, generator: torch.Generator | None = None,
-              chunk: int = 512) -> Propagation:
+              chunk: int = 512, direct: bool = False) -> Propagation:
     """Algorithm 1 for B windows: E[x^0] and Var(x^0) per coordinate, model units.
 
-    conditions: of B windows of W frames; samples: S Monte Carlo samples per step (S >= 2).
+    conditions: of B windows of W frames; samples: S Monte Carlo samples per step (S >= 2); direct: the
+    refiner returns its first clean estimate f_φ(y, y, N) instead of running the chain, so only that step is
+    taken (A = Σ = 0, B = 1: the variance is γ²(y, y, N), no sampling needed).
     """
     mean = conditions.keypoints3d  # (B, W, 21, 3)
     variance = torch.zeros_like(mean)
-    repeated = repeat_conditions(conditions, samples)
+    repeated = None
     for step in range(schedule.num_steps, 0, -1):
-        a, b, sigma = schedule.coefficients(step)
+        a, b, sigma = (0.0, 1.0, 0.0) if direct else schedule.coefficients(step)
         features, predicted = backbone_outputs(backbone, mean, conditions, step, chunk)
         predicted_variance = posterior.predictive_variance(features, condition_covariates(conditions, predicted),
                                                            step)
@@ -88,10 +90,13 @@ def propagate(backbone: RefinerBackbone, schedule: ShiftSchedule, posterior: Var
         if bool((variance > 0).any()):
             noise = torch.randn((samples,) + mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
             states = mean + variance.sqrt() * noise  # (S, B, W, 21, 3)
+            repeated = repeated or repeat_conditions(conditions, samples)
             _, outputs = backbone_outputs(backbone, states.flatten(0, 1), repeated, step, chunk)
             outputs = outputs.unflatten(0, (samples, -1))
             predicted_variance = predicted_variance + outputs.var(0, unbiased=False)
             covariance = (states * outputs).mean(0) - states.mean(0) * outputs.mean(0)
         variance = (a * a * variance + b * b * predicted_variance + sigma + 2 * a * b * covariance).clamp_min(0)
         mean = a * mean + b * predicted
+        if direct:
+            break
     return Propagation(mean, variance)

@@ -31,19 +31,20 @@ class SequenceVariance:
 def sequence_variance(refiner: Refiner, posterior: VariancePosterior, keypoints3d: np.ndarray, valid: np.ndarray,
                       is_right: np.ndarray, fps: float, keypoints2d: np.ndarray | None = None,
                       K: np.ndarray | None = None, *, samples: int = 20, seed: int = 0,
-                      max_rows: int = 640) -> SequenceVariance:
+                      max_rows: int = 640, direct: bool = True) -> SequenceVariance:
     """E[x^0] and Var(x^0) of H tracks of T frames (inputs as `Refiner.refine`).
 
     keypoints3d: (H, T, 21, 3) metres, NaN allowed where not valid; valid: (H, T); is_right: (H,);
     keypoints2d: (H, T, 21, 3) pixels + confidence or None; K: (3, 3) or None. max_rows bounds the windows x
-    samples per backbone batch.
+    samples per backbone batch. The variance describes what refine returns with samples = 1: the first clean
+    estimate when the refiner is `direct`, else the whole reverse chain's x^0 (direct=False: always the chain).
     """
     keypoints3d = np.asarray(keypoints3d, np.float64)
     valid = np.asarray(valid, bool)
     num_tracks, num_frames = valid.shape
     use2d = keypoints2d is not None and K is not None
     # the refiner's own span cropping and resampling to its frame rate
-    tracks = [refiner._prepare_track(h, keypoints3d[h], valid[h], keypoints2d[h] if use2d else None, fps)
+    tracks = [refiner.prepare_track(h, keypoints3d[h], valid[h], keypoints2d[h] if use2d else None, fps)
               for h in range(num_tracks)]
     window = refiner.window
     plans = [plan_windows(len(track.times), window, refiner.stride) for track in tracks]
@@ -67,7 +68,7 @@ def sequence_variance(refiner: Refiner, posterior: VariancePosterior, keypoints3
             None if windows2d is None else tensor(windows2d[rows]), None,
             None if not use2d else tensor(K).expand(len(windows_valid[rows]), 3, 3), tensor(bones[rows]))
         result = propagate(refiner.backbone, refiner.schedule, posterior, conditions, samples, generator,
-                           chunk=max_rows)
+                           chunk=max_rows, direct=refiner.direct and direct)
         means[rows] = conditions.to_metres(result.mean).cpu().numpy()
         variances[rows] = (result.variance * POSITION_SCALE ** 2).cpu().numpy()  # mirroring keeps variances
     mean_out = np.empty((num_tracks, num_frames, 21, 3), np.float32)
