@@ -225,6 +225,9 @@ def refine(
     seed: int = typer.Option(0, "--seed"),
     samples: int = typer.Option(1, "--samples", min=1, max=256, help="Stochastic samples (mean is returned)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Refiner weights (default: bundled)."),
+    projection_sigma: float = typer.Option(2.0, "--projection-sigma", min=0.0, max=30.0,
+                                           help="Move the keypoints onto the fitted hand model, correction "
+                                           "smoothed over this many frames (0: the diffusion output as is)."),
     hand_model: str = _HAND_MODEL,
     mano_dir: Optional[Path] = _MANO_DIR,
     verbose: bool = _VERBOSE,
@@ -235,7 +238,8 @@ def refine(
         from handcli.stages import refine as stage
 
         config = stage.RefineConfig(device=device, seed=seed, samples=samples, weights=weights,
-                                    hand_model=hand_model, mano_dir=mano_dir, variance=variance)
+                                    hand_model=hand_model, mano_dir=mano_dir, variance=variance,
+                                    projection_sigma=projection_sigma)
         _write_stage_result(stage.refine_file(input, config), out, "refine")
 
     _guarded(action, verbose)

@@ -33,6 +33,7 @@ def main() -> int:
     parser.add_argument("--split", choices=("tune", "test"), default="tune")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--physics", action="store_true", help="also score R(q) (PAD-Hand eq. 28)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from handcli.training import TrainConfig, train_refiner
@@ -46,14 +47,17 @@ def main() -> int:
                                       **VARIANTS[name]))
         report = args.out_dir / f"{name}.{args.split}.json"
         done = subprocess.run([sys.executable, str(REPO / "scripts" / "refiner_bench.py"), "--weights",
-                               str(weights), "--split", args.split, "--json", str(report)])
+                               str(weights), "--split", args.split, "--json", str(report)]
+                              + (["--physics"] if args.physics else []))
         if done.returncode != 0:
             print(f"{name}: benchmark unavailable or failed (exit {done.returncode})")
             continue
         results[name] = json.loads(report.read_text())["rows"]["refiner"]
-    print(f"\n{'variant':<24}{'MPJPE':>8}{'PA-MPJPE':>10}{'ACCEL':>8}   ({args.split} split, {args.steps} steps)")
+    rq = f"{'R(q)':>10}" if args.physics else ""
+    print(f"\n{'variant':<24}{'MPJPE':>8}{'PA-MPJPE':>10}{'ACCEL':>8}{rq}   ({args.split} split, {args.steps} steps)")
     for name, row in results.items():
-        print(f"{name:<24}{row['mpjpe']:>8.2f}{row['pa_mpjpe']:>10.2f}{row['accel']:>8.2f}")
+        rq = f"{row['R_q']:>10.3f}" if args.physics else ""
+        print(f"{name:<24}{row['mpjpe']:>8.2f}{row['pa_mpjpe']:>10.2f}{row['accel']:>8.2f}{rq}")
     (args.out_dir / "results.json").write_text(json.dumps(results, indent=1))
     return 0
 

@@ -31,6 +31,10 @@ def main() -> int:
                         help="samples=1 estimate: the weights' choice, the first clean estimate, or the mean path")
     parser.add_argument("--project", choices=("auto", "yes", "no"), default="auto",
                         help="re-impose the track bone lengths on the output: the weights' choice, or force")
+    parser.add_argument("--projection-sigma", type=float, default=None,
+                        help="kinematic projection as `handcli refine` does it (default: the stage's setting; "
+                        "0: the diffusion output alone)")
+    parser.add_argument("--physics", action="store_true", help="also R(q), PAD-Hand eq. 28 (slower)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if not (BENCH / "handeval_dev.py").is_file():
@@ -42,6 +46,7 @@ def main() -> int:
 
     sys.path.insert(0, str(REPO))
     from handcli.diffusion import load_refiner
+    from handcli.stages.refine import RefineConfig, fit_and_project
 
     fpha = BENCH.parent / "data" / "mocap" / "fpha"
     if args.split == "test":
@@ -66,23 +71,41 @@ def main() -> int:
         valid[i, :len(observed)] = seen
     started = time.perf_counter()
     result = refiner.refine(keypoints, valid, np.array([d[2] for d in data]), 30.0, samples=args.samples)
+    refined = result.keypoints3d
+    config = RefineConfig() if args.projection_sigma is None else RefineConfig(projection_sigma=args.projection_sigma)
+    if config.projection_sigma > 0:
+        span = np.zeros_like(valid)
+        for i, (_, truth, *_rest) in enumerate(data):
+            span[i, :len(truth)] = True
+        refined = fit_and_project(refined, span, np.array([d[2] for d in data]), config)[1]
     refine_seconds = time.perf_counter() - started
-    rows = {"raw": bench.score(lambda y: y, data),
-            "gaussian(2)": bench.score(lambda y: bench.FILTERS["gaussian"](y, 2), data)}
-    total = dict(mpjpe=0.0, pa_mpjpe=0.0, accel=0.0)
-    frames = 0
-    for i, (_, truth, *_rest) in enumerate(data):
-        metrics = bench.metrics(result.keypoints3d[i, :len(truth)].astype(float), truth)
-        for key in total:
-            total[key] += metrics[key] * len(truth)
-        frames += len(truth)
-    rows["refiner"] = {k: v / frames for k, v in total.items()}
+    estimates = {"raw": [bench.interp_missing(d[3], d[4]) for d in data],
+                 "gaussian(2)": [bench.FILTERS["gaussian"](bench.interp_missing(d[3], d[4]), 2) for d in data],
+                 "refiner": [refined[i, :len(d[1])].astype(float) for i, d in enumerate(data)]}
+    rows = {}
+    for name, tracks in estimates.items():
+        total = dict(mpjpe=0.0, pa_mpjpe=0.0, accel=0.0)
+        frames = 0
+        for track, (_, truth, *_rest) in zip(tracks, data):
+            metrics = bench.metrics(track, truth)
+            for key in total:
+                total[key] += metrics[key] * len(truth)
+            frames += len(truth)
+        rows[name] = {k: v / frames for k, v in total.items()}
+        if args.physics:  # R(q) per track, frame-weighted like the other metrics
+            from handcli.physics.metric import residual_metric
+
+            weighted = sum(residual_metric(track[None], truth[None], np.ones((1, len(truth)), bool),
+                                           np.array([right]), 30.0) * len(truth)
+                           for track, (_, truth, right, *_rest) in zip(tracks, data))
+            rows[name]["R_q"] = weighted / frames
     print(f"split={args.split} sequences={len(data)} frames={frames} load={load_seconds:.2f}s "
           f"refine={refine_seconds:.2f}s samples={args.samples} direct={refiner.direct} "
-          f"project_output={refiner.project_output}")
-    print(f"{'method':<14}{'MPJPE':>8}{'PA-MPJPE':>10}{'ACCEL':>8}")
+          f"project_output={refiner.project_output} projection_sigma={config.projection_sigma}")
+    print(f"{'method':<14}{'MPJPE':>8}{'PA-MPJPE':>10}{'ACCEL':>8}" + (f"{'R(q)':>10}" if args.physics else ""))
     for name, row in rows.items():
-        print(f"{name:<14}{row['mpjpe']:>8.2f}{row['pa_mpjpe']:>10.2f}{row['accel']:>8.2f}")
+        print(f"{name:<14}{row['mpjpe']:>8.2f}{row['pa_mpjpe']:>10.2f}{row['accel']:>8.2f}"
+              + (f"{row['R_q']:>10.3f}" if args.physics else ""))
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "refine_s": refine_seconds, "load_s": load_seconds,
                                                "frames": frames}, indent=1))

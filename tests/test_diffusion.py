@@ -361,3 +361,31 @@ def test_shipped_weights_refine_synthetic_noise_better_than_input():
     assert error_out.mean() < 0.9 * gaussian.mean()
     # the gap is infilled at least as well as by linear interpolation between its ends
     assert error_out[~valid].mean() < interpolated[~valid].mean()
+
+
+def test_refine_stage_projects_keypoints_onto_the_fitted_hand():
+    """The stage's output keypoints sit on the hand model it fitted (kinematic projection), without losing
+    accuracy on generated motion; projection_sigma=0 returns the diffusion output as is."""
+    from handcli.artifacts import Artifact
+    from handcli.datagen import sample_motion
+    from handcli.handmodels import load_hand_model
+    from handcli.stages.refine import RefineConfig, refine
+
+    rng = np.random.default_rng(7)
+    truth = sample_motion(2, 90, rng).keypoints3d.astype(np.float32)
+    observed = (truth + rng.normal(0, 0.004, truth.shape)).astype(np.float32)
+    artifact = Artifact(observed, np.ones((2, 90), bool), np.ones(2, bool), fps=30.0)
+    plain = refine(artifact, RefineConfig(projection_sigma=0))
+    projected = refine(artifact, RefineConfig())
+    assert plain.keypoints3d.shape == projected.keypoints3d.shape == truth.shape
+    model = load_hand_model("open")
+
+    def distance_to_fit(result):
+        params = [torch.as_tensor(x).flatten(0, 1) for x in (result.global_orient, result.hand_pose)]
+        fk = model.keypoints(*params, torch.as_tensor(result.betas).repeat_interleave(90, 0),
+                             torch.as_tensor(result.transl).flatten(0, 1), torch.ones(180, dtype=torch.bool))
+        return np.linalg.norm(fk.reshape(2, 90, 21, 3).numpy() - result.keypoints3d, axis=-1).mean()
+
+    assert distance_to_fit(projected) < 0.5 * distance_to_fit(plain)
+    error = lambda result: np.linalg.norm(result.keypoints3d - truth, axis=-1).mean()  # noqa: E731
+    assert error(projected) < 1.05 * error(plain), (error(projected), error(plain))

@@ -235,3 +235,47 @@ def test_fit_floor_on_fpha_sequences():
         sequences += [keypoints[::2] for _, keypoints in found[:: max(1, len(found) // 3)][:3]]
     errors = script.fit_floor(load_hand_model("open"), sequences)
     assert math.isfinite(errors["per_frame"].mean()) and errors["per_frame"].mean() < 0.002, errors["per_frame"].mean()
+
+
+# ------------------------------------------------------------------------------------ kinematic projection
+def test_blend_toward_fit_smooths_the_correction_and_holds_outside_the_span():
+    from handcli.fitting import blend_toward_fit
+
+    rng = np.random.default_rng(0)
+    keypoints = rng.normal(0, 0.05, (2, 40, 21, 3)).astype(np.float32)
+    offset = np.float32(0.003)
+    fitted = keypoints + offset + rng.normal(0, 0.002, keypoints.shape).astype(np.float32)
+    span = np.zeros((2, 40), bool)
+    span[0] = True
+    span[1, 5:30] = True
+    exact = blend_toward_fit(keypoints, fitted, span, sigma=0)
+    np.testing.assert_allclose(exact[0], fitted[0], atol=1e-6)  # sigma 0: the fit itself
+    np.testing.assert_allclose(exact[1, 5:30], fitted[1, 5:30], atol=1e-6)
+    assert (exact[1, :5] == exact[1, 5]).all() and (exact[1, 30:] == exact[1, 29]).all()
+    blended = blend_toward_fit(keypoints, fitted, span, sigma=2)
+    correction = blended[0] - keypoints[0]
+    assert abs(correction.mean() - offset) < 3e-4  # the systematic part of the correction is kept ...
+    assert correction.std() < 0.4 * (fitted[0] - keypoints[0]).std()  # ... its frame-to-frame noise is not
+    assert keypoints.shape == blended.shape and blended.dtype == np.float32
+
+
+@needs_open_hand
+def test_projection_onto_the_hand_model_removes_impossible_articulation():
+    """Slow per-joint bias bends fingers in ways no hand can; fitting the model and blending removes part of it."""
+    from scipy.ndimage import gaussian_filter1d
+
+    from handcli.fitting import blend_toward_fit
+    from handcli.handmodels import load_hand_model
+
+    model = load_hand_model("open")
+    keypoints, is_right, _ = synthetic_tracks(model, frames=60, seed=3)
+    truth = keypoints.numpy()
+    rng = np.random.default_rng(1)
+    bias = gaussian_filter1d(rng.normal(0, 1, truth.shape), 6, axis=1)
+    noisy = (truth + 0.004 * bias / bias.std()).astype(np.float32)
+    valid = np.ones(truth.shape[:2], bool)
+    fit = fit_keypoints(model, noisy, valid, is_right.numpy(), iterations=8)
+    projected = blend_toward_fit(noisy, fit.keypoints3d_fit, valid, sigma=2)
+    before = np.linalg.norm(noisy - truth, axis=-1).mean()
+    after = np.linalg.norm(projected - truth, axis=-1).mean()
+    assert after < 0.85 * before, (before, after)

@@ -193,3 +193,30 @@ def _initial_pose(model, points, joint_seen, shape):
     no_reference = ~complete.any(-1)[:, None].expand_as(complete)
     transl = torch.where(no_reference[..., None], seen_centre - rest[:, None, 0], transl)
     return orient, pose, transl
+
+
+def blend_toward_fit(keypoints3d: np.ndarray, fitted: np.ndarray, span: np.ndarray, sigma: float) -> np.ndarray:
+    """Move smooth keypoint tracks onto the hand model's kinematic manifold without adding jitter.
+
+    keypoints3d, fitted (H, T, 21, 3): a smooth motion and the hand model's keypoints fitted to it; span (H, T)
+    bool, the frames to correct (each track's observed span). Returns keypoints3d + G_sigma(fitted -
+    keypoints3d), the correction Gaussian-smoothed over sigma frames within each span and held outside it.
+    The fit removes what a hand cannot do (bent hinge joints, sideways finger tips, wrong proportions), but it
+    is solved frame by frame, so its correction carries frame-to-frame noise that the smoothing takes out.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    out = np.array(keypoints3d, dtype=np.float32, copy=True)
+    for h, row in enumerate(np.asarray(span, bool)):
+        seen = np.flatnonzero(row)
+        if seen.size == 0:
+            continue
+        first, last = int(seen[0]), int(seen[-1]) + 1
+        correction = (np.asarray(fitted[h, first:last], np.float64)
+                      - np.asarray(keypoints3d[h, first:last], np.float64))
+        if sigma > 0:
+            correction = gaussian_filter1d(correction, sigma, axis=0, mode="nearest")
+        out[h, first:last] += correction.astype(np.float32)
+        out[h, :first] = out[h, first]
+        out[h, last:] = out[h, last - 1]
+    return out

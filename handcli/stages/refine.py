@@ -1,7 +1,8 @@
 """refine stage: per-frame estimates -> temporally coherent, physically plausible motion.
 
 The physics-aware diffusion model (handcli.diffusion) refines the keypoints; the hand model is then fitted to
-the refined keypoints so the output carries consistent MANO-convention parameters.
+the refined keypoints so the output carries consistent MANO-convention parameters, and the keypoints are
+moved onto that fit (kinematic projection: hinge joints, joint limits, one shape per track; docs/method.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ class RefineConfig:
     hand_model: str = "open"
     mano_dir: Path | None = None
     fit_params: bool = True  # fit hand-model parameters to the refined keypoints
-    fit_iterations: int = 5
+    fit_iterations: int = 8
+    # kinematic projection: move the output keypoints onto the fitted hand model (correction smoothed over
+    # this many frames; 0 = keep the diffusion model's keypoints). Needs fit_params.
+    projection_sigma: float = 2.0
     variance: bool = False  # also the variance maps (handcli.stages.variance), in the same pass
 
 
@@ -77,12 +81,7 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
                    motion_state=np.asarray(result.motion_state, np.int64))
     if config.fit_params:
         started = time.perf_counter()
-        from handcli.fitting import fit_keypoints
-        from handcli.handmodels import load_hand_model
-
-        model = load_hand_model(config.hand_model, config.mano_dir)
-        fit = fit_keypoints(model, keypoints3d, span, artifact.is_right, iterations=config.fit_iterations,
-                           device=str(device))
+        fit, changes["keypoints3d"] = fit_and_project(keypoints3d, span, artifact.is_right, config, str(device))
         changes.update(global_orient=fit.global_orient, hand_pose=fit.hand_pose, transl=fit.transl,
                        betas=fit.betas)
         timings["fit_s"] = time.perf_counter() - started
@@ -98,6 +97,20 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
             seed=config.seed, device=config.device, weights=config.weights, hand_model=config.hand_model,
             mano_dir=config.mano_dir, chain=config.samples > 1), refiner)
     return refined
+
+
+def fit_and_project(keypoints3d: np.ndarray, span: np.ndarray, is_right: np.ndarray, config: RefineConfig,
+                    device: str = "cpu"):
+    """Fit the hand model to refined keypoints (H, T, 21, 3) over `span` (H, T) and, if
+    config.projection_sigma > 0, move the keypoints onto the fit. Returns (FitResult, keypoints3d)."""
+    from handcli.fitting import blend_toward_fit, fit_keypoints
+    from handcli.handmodels import load_hand_model
+
+    model = load_hand_model(config.hand_model, config.mano_dir)
+    fit = fit_keypoints(model, keypoints3d, span, is_right, iterations=config.fit_iterations, device=device)
+    if config.projection_sigma > 0:
+        keypoints3d = blend_toward_fit(keypoints3d, fit.keypoints3d_fit, span, config.projection_sigma)
+    return fit, keypoints3d
 
 
 def _config_dict(config: RefineConfig) -> dict:
