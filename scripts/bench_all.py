@@ -11,7 +11,7 @@ of the process tree (handcli and its ffmpeg children, sampled every 0.1 s). In t
 * time added to MediaPipe alone by the detect and estimate stages: scripts/bench_detect.py `overhead
   --with-estimate` (alternating runs in one process), and the detect stage's share;
 * refine ms per frame on 1,000 frames of one hand after start-up (refiner loaded, one warm-up call), split into
-  the diffusion and the hand-model fit, and start-up (imports + weight load) in a fresh process;
+  the diffusion and the hand-model fit + kinematic projection, and start-up (imports + weight load) in a fresh process;
 * drawing speed at 1280x720: scripts/bench_render.py for each backend.
 Load from other work distorts wall times; the load average is recorded at the start and the end.
 """
@@ -84,7 +84,7 @@ def measure(command: list[str]) -> dict:
     stderr_text: list[str] = []
     reader = threading.Thread(target=lambda: stderr_text.append(process.stderr.read()), daemon=True)
     reader.start()
-    _pid, status, usage = os.wait4(process.pid, 0)
+    _pid, status = os.waitpid(process.pid, 0)
     wall = time.perf_counter() - started
     finished.set()
     sampler.join()
@@ -92,7 +92,7 @@ def measure(command: list[str]) -> dict:
     process.returncode = os.waitstatus_to_exitcode(status)
     lines = [line for line in "".join(stderr_text).splitlines() if line.strip()]
     return {"wall_s": wall, "exit_code": process.returncode, "peak_tree_rss_mb": peak[0] / 2**20,
-            "max_rss_mb": usage.ru_maxrss / 1024, "last_line": lines[-1] if lines else ""}
+            "last_line": lines[-1] if lines else ""}
 
 
 def stage_commands(clip: Path, scratch: Path) -> list[tuple[str, list[str], Path]]:
@@ -137,7 +137,6 @@ def bench_clip(clip: Path, repeats: int, log) -> dict:
             "runs": len(results), "ok": len(ok), "not_built": results[0]["not_built"],
             "wall_s_median": float(np.median([r["wall_s"] for r in ok])) if ok else None,
             "peak_tree_rss_mb": max(r["peak_tree_rss_mb"] for r in ok) if ok else None,
-            "max_rss_mb": max(r["max_rss_mb"] for r in ok) if ok else None,
             "error": None if ok or results[0]["not_built"] else results[0]["last_line"]}
     return {"clip": str(clip), "frames": frames, "stages": summary}
 
@@ -235,24 +234,25 @@ def section(report: dict, command: str) -> str:
              "other work shared the machine and wall times are pessimistic.", ""]
     lines += ["### Each stage as a command (new process: start-up included)", "",
               f"Median wall time of {report['repeats']} run(s) per stage, peak resident memory of the process "
-              "tree (handcli + ffmpeg) over the runs. Each stage reads the previous stage's output; `run` is the "
-              "whole chain on an empty cache.", "",
-              "| clip | frames | stage | wall s (median) | ms / frame | peak RSS MB (tree) | peak RSS MB (handcli) |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+              "tree (handcli + ffmpeg, sampled every 0.1 s) over the runs. Each stage reads the previous stage's "
+              "output; `run` is the whole chain on an empty cache. (The kernel's own maximum RSS of a child is "
+              "not used: after fork it counts the benchmark process's pages.)", "",
+              "| clip | frames | stage | wall s (median) | ms / frame | peak RSS MB (tree) |",
+              "| --- | --- | --- | --- | --- | --- |"]
     for clip in report["clips"]:
         name = Path(clip["clip"]).name
         if clip.get("skipped"):
-            lines.append(f"| {name} | — | — | skipped: {clip['skipped']} | | | |")
+            lines.append(f"| {name} | — | — | skipped: {clip['skipped']} | | |")
             continue
         for stage, s in clip["stages"].items():
             if s["not_built"]:
-                lines.append(f"| {name} | {clip['frames']} | {stage} | not built yet | | | |")
+                lines.append(f"| {name} | {clip['frames']} | {stage} | not built yet | | |")
             elif s["error"]:
-                lines.append(f"| {name} | {clip['frames']} | {stage} | failed: {s['error'][:80]} | | | |")
+                lines.append(f"| {name} | {clip['frames']} | {stage} | failed: {s['error'][:80]} | | |")
             else:
                 per_frame = 1000 * s["wall_s_median"] / clip["frames"] if clip["frames"] else None
                 lines.append(f"| {name} | {clip['frames']} | {stage} | {_fmt(s['wall_s_median'])} | "
-                             f"{_fmt(per_frame)} | {_fmt(s['peak_tree_rss_mb'], 0)} | {_fmt(s['max_rss_mb'], 0)} |")
+                             f"{_fmt(per_frame)} | {_fmt(s['peak_tree_rss_mb'], 0)} |")
     lines += ["", "### Ratios and rates measured in the same run", "",
               "| what | measured | how |", "| --- | --- | --- |"]
     for item in report["overhead"]:
@@ -265,7 +265,7 @@ def section(report: dict, command: str) -> str:
                      "decode + `Hands.process` vs `detect_file` + `estimate` + write, in one process |")
     r = report["refine"]
     lines.append(f"| refine, one hand, {r['frames']} frames, after start-up | {r['ms_per_frame']:.2f} ms/frame "
-                 f"(diffusion {r['diffusion_ms_per_frame']:.2f}, hand-model fit {r['fit_ms_per_frame']:.2f}) | "
+                 f"(diffusion {r['diffusion_ms_per_frame']:.2f}, hand-model fit + projection {r['fit_ms_per_frame']:.2f}) | "
                  f"median of {r['repeats']} calls of the refine stage after a warm-up |")
     s = report["startup"]
     lines.append(f"| start-up: imports + refiner weights | {s['import_s']:.2f} s + {s['weights_s']:.2f} s "
