@@ -37,6 +37,8 @@ and `handcli refine --variance` use; see docs/variance.md. Bound to the refiner 
   articulation, linear in the condition's reliability covariates (`handcli.variance.reliability`); Newton on
   the Gaussian NLL, ridge {ridge}.
 * Fitting time: {seconds:.0f} s on {threads} CPU thread(s).
+* Measured calibration on real motion (FPHA, Spearman and outlier AUROC against the targets) and the commands
+  that measure it: docs/results.md, section "Variance".
 """
 
 
