@@ -61,10 +61,11 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
         return artifact.replace(meta=make_meta("refine", config=_config_dict(config), previous=artifact.meta))
     check_refinable(artifact)
     device = resolve_device(config.device)
-    if config.variance:  # fail before refining when the variance posterior is missing or stale
+    posterior = None
+    if config.variance:  # loaded first: fail before refining when the variance posterior is missing or stale
         from handcli.variance.posterior import load_laplace
 
-        load_laplace(None, config.weights)
+        posterior, _ = load_laplace(None, config.weights)
     started = time.perf_counter()
     from handcli.diffusion import load_refiner
 
@@ -95,7 +96,7 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
 
         refined = attach_variance(refined, artifact, VarianceConfig(
             seed=config.seed, device=config.device, weights=config.weights, hand_model=config.hand_model,
-            mano_dir=config.mano_dir, chain=config.samples > 1), refiner)
+            mano_dir=config.mano_dir, chain=config.samples > 1), refiner, posterior=posterior)
     return refined
 
 

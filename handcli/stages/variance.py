@@ -56,9 +56,9 @@ def observations_of(artifact: Artifact) -> Artifact:
 
 
 def compute_variance(observations: Artifact, target: Artifact, config: VarianceConfig, refiner=None,
-                     notify: Callable[[str], None] | None = None) -> VarianceMaps:
-    """Variance maps for `target` (same tracks and frames as `observations`); refiner: a loaded Refiner to
-    reuse (else loaded from config.weights)."""
+                     notify: Callable[[str], None] | None = None, posterior=None) -> VarianceMaps:
+    """Variance maps for `target` (same tracks and frames as `observations`); refiner, posterior: a loaded
+    Refiner and VariancePosterior to reuse (else loaded from config.weights and config.laplace)."""
     from handcli.diffusion import load_refiner
     from handcli.stages.refine import check_refinable
     from handcli.variance.maps import joint_variance
@@ -70,7 +70,8 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
     check_refinable(observations)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    posterior, _ = load_laplace(config.laplace, config.weights)
+    if posterior is None:
+        posterior, _ = load_laplace(config.laplace, config.weights)
     if refiner is None:
         refiner = load_refiner(config.weights, device=resolve_device(config.device))
     timings["load_s"] = time.perf_counter() - started
@@ -174,9 +175,9 @@ def variance(artifact: Artifact, config: VarianceConfig, notify: Callable[[str],
 
 
 def attach_variance(refined: Artifact, observations: Artifact, config: VarianceConfig, refiner=None,
-                    notify: Callable[[str], None] | None = None) -> Artifact:
+                    notify: Callable[[str], None] | None = None, posterior=None) -> Artifact:
     """For `refine --variance`: the refined artifact with the maps of the refinement of `observations`."""
-    maps = compute_variance(observations, refined, config, refiner, notify)
+    maps = compute_variance(observations, refined, config, refiner, notify, posterior)
     meta = dict(refined.meta)
     meta["variance"] = {"config": _config_dict(config), "timings": maps.timings}
     return _with_maps(refined, maps).replace(meta=meta)

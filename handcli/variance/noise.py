@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from handcli.variance.laplace import with_bias
 from handcli.variance.reliability import DISTANCE, INFILLED
 
 SHIFT_COLUMNS = (INFILLED, DISTANCE)
@@ -68,10 +69,6 @@ def fit_log_linear_noise(design: torch.Tensor, squared_residuals: torch.Tensor, 
     return weights
 
 
-def with_constant(values: torch.Tensor) -> torch.Tensor:
-    return torch.cat([values, torch.ones_like(values[..., :1])], -1)
-
-
 @dataclass
 class NoiseModel:
     """shift_weights: (N, len(SHIFT_COLUMNS) + 1) and local_weights: (N, 21, Q + 1), for steps n = 1..N
@@ -88,9 +85,9 @@ class NoiseModel:
             residuals, covariates = residuals.to(torch.float64), covariates.to(torch.float64)
             shift = residuals.mean(1)  # (M, 3)
             local = residuals - shift[:, None]
-            shift_design = with_constant(covariates.mean(1)[:, list(SHIFT_COLUMNS)])
+            shift_design = with_bias(covariates.mean(1)[:, list(SHIFT_COLUMNS)])
             shift_weights.append(fit_log_linear_noise(shift_design, shift.square(), ridge))
-            local_weights.append(torch.stack([fit_log_linear_noise(with_constant(covariates[:, j]),
+            local_weights.append(torch.stack([fit_log_linear_noise(with_bias(covariates[:, j]),
                                                                    local[:, j].square(), ridge)
                                               for j in range(residuals.shape[1])]))
         return cls(torch.stack(shift_weights), torch.stack(local_weights))
@@ -99,8 +96,8 @@ class NoiseModel:
         """(σ²_s (...,), σ²_l (..., 21)) per coordinate at step n; covariates (..., 21, Q)."""
         shift_weights = self.shift_weights[step - 1].to(covariates.dtype)
         local_weights = self.local_weights[step - 1].to(covariates.dtype)
-        shift = with_constant(covariates.mean(-2)[..., list(SHIFT_COLUMNS)]) @ shift_weights
-        local = (with_constant(covariates) * local_weights).sum(-1)
+        shift = with_bias(covariates.mean(-2)[..., list(SHIFT_COLUMNS)]) @ shift_weights
+        local = (with_bias(covariates) * local_weights).sum(-1)
         return torch.exp(shift), torch.exp(local)
 
     def variance(self, covariates: torch.Tensor, step: int) -> torch.Tensor:

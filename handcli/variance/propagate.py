@@ -90,7 +90,8 @@ def propagate(backbone: RefinerBackbone, schedule: ShiftSchedule, posterior: Var
         if bool((variance > 0).any()):
             noise = torch.randn((samples,) + mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
             states = mean + variance.sqrt() * noise  # (S, B, W, 21, 3)
-            repeated = repeated or repeat_conditions(conditions, samples)
+            if repeated is None:  # built once, and only when a step needs samples
+                repeated = repeat_conditions(conditions, samples)
             _, outputs = backbone_outputs(backbone, states.flatten(0, 1), repeated, step, chunk)
             outputs = outputs.unflatten(0, (samples, -1))
             predicted_variance = predicted_variance + outputs.var(0, unbiased=False)
