@@ -46,7 +46,7 @@ def main() -> int:
 
     sys.path.insert(0, str(REPO))
     from handcli.diffusion import load_refiner
-    from handcli.stages.refine import RefineConfig, fit_and_project
+    from handcli.stages.refine import RefineConfig, fit_and_project, observed_span
 
     fpha = BENCH.parent / "data" / "mocap" / "fpha"
     if args.split == "test":
@@ -73,11 +73,8 @@ def main() -> int:
     result = refiner.refine(keypoints, valid, np.array([d[2] for d in data]), 30.0, samples=args.samples)
     refined = result.keypoints3d
     config = RefineConfig() if args.projection_sigma is None else RefineConfig(projection_sigma=args.projection_sigma)
-    if config.projection_sigma > 0:
-        span = np.zeros_like(valid)
-        for i, (_, truth, *_rest) in enumerate(data):
-            span[i, :len(truth)] = True
-        refined = fit_and_project(refined, span, np.array([d[2] for d in data]), config)[1]
+    if config.projection_sigma > 0:  # the stage's own span: each track's first to last observed frame
+        refined = fit_and_project(refined, observed_span(valid), np.array([d[2] for d in data]), config)[1]
     refine_seconds = time.perf_counter() - started
     estimates = {"raw": [bench.interp_missing(d[3], d[4]) for d in data],
                  "gaussian(2)": [bench.FILTERS["gaussian"](bench.interp_missing(d[3], d[4]), 2) for d in data],
