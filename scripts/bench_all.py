@@ -2,7 +2,7 @@
 top of docs/benchmarks.md (the other sections are left as they are).
 
     .venv/bin/python scripts/bench_all.py [--repeats 3] [--refine-frames 1000] [--render-frames 300]
-                                          [--clips A.mp4 B.mp4] [--quick] [--no-write]
+                                          [--clips A.mp4 B.mp4] [--quick] [--no-write] [--refine-only]
 
 Clips: the shared ones (../shared/data/video/*.mp4, skipped when absent) and samples/synthetic_hand.mp4.
 Per clip, each stage runs as a user runs it (`handcli detect`, `estimate`, `refine`, `variance`, `render`, and
@@ -13,6 +13,7 @@ of the process tree (handcli and its ffmpeg children, sampled every 0.1 s). In t
 * refine ms per frame on 1,000 frames of one hand after start-up (refiner loaded, one warm-up call), split into
   the diffusion and the hand-model fit + kinematic projection, and start-up (imports + weight load) in a fresh process;
 * drawing speed at 1280x720: scripts/bench_render.py for each backend.
+`--refine-only` measures only the refine speed and start-up and prints them (a quick look; docs untouched).
 Load from other work distorts wall times; the load average is recorded at the start and the end.
 """
 
@@ -300,7 +301,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one repeat, the sample only, small sizes "
                         "(checks the script, not a benchmark)")
     parser.add_argument("--no-write", action="store_true", help="print, leave docs/benchmarks.md alone")
+    parser.add_argument("--refine-only", action="store_true", help="only refine speed and start-up; print them")
     args = parser.parse_args()
+    if args.refine_only:
+        print(json.dumps({"refine": refine_speed(args.refine_frames, args.repeats),
+                          "startup": startup(args.repeats)}, indent=1))
+        return
     if args.quick:
         args.repeats, args.refine_frames, args.render_frames = 1, 120, 30
         args.clips = args.clips or [SAMPLE]
