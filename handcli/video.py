@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +77,7 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
     its header says it should (truncated file)."""
     import imageio_ffmpeg
 
-    # the fps filter picks, for output frame i, the source frame nearest to time i / fps
-    output_params = ["-vf", f"fps={info.fps!r}"] if info.fps_known else []
-    generator = imageio_ffmpeg.read_frames(str(info.path), output_params=output_params)
+    generator = imageio_ffmpeg.read_frames(str(info.path), output_params=_rate_filter(info))
     count = 0
     try:
         meta = _first(generator, info.path)
@@ -103,6 +102,25 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
     if expected is not None and count < expected * (1 - TRUNCATION_TOLERANCE) - 1:
         raise BadInput(f"{info.path}: video ends after {count} of the {expected} frames its header announces "
                        "(truncated or damaged file)")
+
+
+def _rate_filter(info: VideoInfo) -> list[str]:
+    """ffmpeg output options that make the frames constant-rate: the fps filter picks, for output frame i, the
+    source frame nearest to time i / fps (a no-op for constant-rate video)."""
+    return ["-vf", f"fps={info.fps!r}"] if info.fps_known else []
+
+
+def count_frames(info: VideoInfo) -> int:
+    """How many frames iter_frames(info) yields, counted by decoding to nowhere with the same rate filter
+    (no pixel transfer: ~0.4 s for 621 frames of 1280x720 here). A remux-only count would be instant but counts
+    stored frames, which differ from the resampled ones on variable-rate video. 0 if ffmpeg cannot tell."""
+    import imageio_ffmpeg
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-i", str(info.path), "-map", "0:v:0",
+               *_rate_filter(info), "-f", "null", "-"]
+    log = subprocess.run(command, capture_output=True, text=True, errors="replace").stderr
+    counts = re.findall(r"frame=\s*(\d+)", log)
+    return int(counts[-1]) if counts else 0
 
 
 def _first(generator, path: Path) -> dict:

@@ -217,6 +217,19 @@ def test_variable_frame_rate(tmp_path, hand_clip, hand_detections):
     assert np.median(np.linalg.norm(wrists - expected, axis=-1)) < 2.0
 
 
+def test_variable_frame_rate_renders_over_its_video(tmp_path, hand_clip):
+    """render counts the video's frames the way detect decoded them (resampled), so the detections of a
+    variable-rate clip draw over it: one output frame per resampled frame."""
+    video = variable_frame_rate(hand_clip[0], tmp_path)
+    artifact = detected(tmp_path, video)
+    out = tmp_path / "overlay.mp4"
+    code, lines = handcli("render", "--input", tmp_path / f"{video.stem}.npz", "--video", video, "--out", out,
+                          "--backend", "painter")
+    assert code == 0, lines
+    from handcli.video import count_frames, probe_video
+    assert count_frames(probe_video(out)) == artifact.num_frames > NUM_FRAMES
+
+
 def test_rotated_phone_video(tmp_path, hand_clip, hand_detections):
     """Frames, image size, K and keypoints in display orientation."""
     artifact = detected(tmp_path, rotated(hand_clip[0], tmp_path))

@@ -339,7 +339,7 @@ def test_video_shorter_than_counted_leaves_nothing(scene, tmp_path, monkeypatch)
     artifact_path, video = scene
     artifact = hand_artifact(num_frames=14)
     save_artifact(artifact, artifact_path)
-    monkeypatch.setattr(stage, "count_frames", lambda path: 14)
+    monkeypatch.setattr("handcli.video.count_frames", lambda info: 14)
     with pytest.raises(BadInput, match="decoded to 12 frames"):
         stage.render_file(artifact_path, stage.RenderConfig(out=tmp_path / "o.mp4", video=video, backend="painter"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "motion.npz"]

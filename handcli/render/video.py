@@ -1,10 +1,8 @@
-"""Video out (H.264 through imageio-ffmpeg, one frame at a time) and a fast frame count. Reading is
-handcli.video's, so frame i here is frame i for the detector too."""
+"""Video out (H.264 through imageio-ffmpeg, one frame at a time). Reading and counting are handcli.video's, so
+frame i here is frame i for the detector too."""
 
 from __future__ import annotations
 
-import re
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,19 +11,6 @@ import numpy as np
 from handcli.errors import StageFailed
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
-
-
-def count_frames(path: str | Path) -> int:
-    """Frames in a video's first video stream, counted by remuxing without decoding (instant; packets =
-    frames for constant-rate video). Reading (handcli.video.iter_frames) is the final word: the render
-    stage checks the count again while streaming. 0 if ffmpeg cannot tell."""
-    import imageio_ffmpeg
-
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-               "-f", "null", "-"]
-    log = subprocess.run(command, capture_output=True, text=True, errors="replace").stderr
-    counts = re.findall(r"frame=\s*(\d+)", log)
-    return int(counts[-1]) if counts else 0
 
 
 class VideoWriter:

@@ -23,7 +23,7 @@ from handcli.render.camera import default_intrinsics, follow_offsets, project
 from handcli.render.colours import colour_lut, draw_colour_bar, map_values, track_colours
 from handcli.render.overlay import blend_layer, draw_skeleton, draw_text, highlight, side_by_side
 from handcli.render.scene import Mesh
-from handcli.render.video import VIDEO_SUFFIXES, VideoWriter, count_frames
+from handcli.render.video import VIDEO_SUFFIXES, VideoWriter
 
 VIDEO_OPACITY = 0.75  # mesh over a video frame: the hand stays visible underneath
 BACKGROUND_TOP, BACKGROUND_BOTTOM = (92, 96, 104), (44, 46, 52)
@@ -254,7 +254,7 @@ def render_file(input: Path, config: RenderConfig, notify: Callable[[str], None]
     notes: list[str] = []
 
     if config.video is not None:
-        from handcli.video import probe_video
+        from handcli.video import count_frames, probe_video
 
         info = probe_video(config.video)
         if artifact.K is None:
@@ -263,7 +263,7 @@ def render_file(input: Path, config: RenderConfig, notify: Callable[[str], None]
         if artifact.image_size is not None and tuple(int(x) for x in artifact.image_size) != (info.width, info.height):
             raise BadInput(f"image_size: the input was made from a {int(artifact.image_size[0])}x"
                            f"{int(artifact.image_size[1])} video, {config.video} is {info.width}x{info.height}")
-        num_video_frames = count_frames(config.video)
+        num_video_frames = count_frames(info)
         if num_video_frames == 0:
             raise BadInput(f"{config.video}: ffmpeg cannot count its frames (no video stream?)")
         mapping = frame_map(artifact, num_video_frames)
