@@ -90,7 +90,7 @@ class Artifact:
     global_orient: np.ndarray | None = None  # (H, T, 3) axis-angle
     hand_pose: np.ndarray | None = None  # (H, T, 15, 3) axis-angle, MANO order, flat-hand zero pose
     transl: np.ndarray | None = None  # (H, T, 3)
-    betas: np.ndarray | None = None  # (H, 10)
+    betas: np.ndarray | None = None  # (H, N): N shape values, as the hand model takes (MANO 10)
     observed: np.ndarray | None = None  # (H, T) bool: frames the input actually observed (refine infills the rest)
     motion_state: np.ndarray | None = None  # (H, T) 0 reach, 1 grasp, 2 manipulate, 3 release
     var_joints: np.ndarray | None = None  # (H, T, 21) m^2
@@ -148,6 +148,10 @@ def _cast(key: str, array: np.ndarray) -> np.ndarray:
     if kind == "b":
         return array.astype(bool, copy=False)
     if kind == "i":
+        # float input (written by other tools) is accepted only when it holds whole numbers: casting NaN or
+        # 2.7 to int64 would silently invent a frame index
+        if array.dtype.kind == "f" and array.size and not (np.isfinite(array).all() and (array == np.round(array)).all()):
+            raise BadInput(f"{key}: must hold whole numbers, got non-integral or non-finite values")
         return array.astype(np.int64, copy=False)
     return array
 

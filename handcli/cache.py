@@ -2,7 +2,7 @@
 
 A cached artifact's key hashes what determines it: the stage name, the digest of its input (the video file or
 the upstream artifact), the stage configuration, the code version (a digest of handcli's own source files) and
-the digests of the weights it uses. Change any of them and the key changes; change nothing and the cached file
+the digests of the weights and hand-model files it uses. Change any of them and the key changes; change nothing and the cached file
 is reused. A cached file that fails validation is reported, deleted and recomputed.
 """
 

@@ -198,7 +198,7 @@ def detect(
 
 @app.command()
 def estimate(
-    input: Path = typer.Option(..., "--input", "-i", help="Detections or keypoints-only file."),
+    input: Path = typer.Option(..., "--input", "-i", help="Detections or any supported per-frame estimate file."),
     out: Path = typer.Option(..., "--out", "-o"),
     hand_model: str = _HAND_MODEL,
     mano_dir: Optional[Path] = _MANO_DIR,
@@ -210,6 +210,7 @@ def estimate(
     def action() -> None:
         from handcli.stages import estimate as stage
 
+        _check_output_path(out)
         config = stage.EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device)
         _write_stage_result(stage.estimate_file(input, config), out, "estimate")
 
@@ -223,7 +224,8 @@ def refine(
     variance: bool = typer.Option(False, "--variance", help="Also compute the variance maps."),
     device: str = _DEVICE,
     seed: int = typer.Option(0, "--seed"),
-    samples: int = typer.Option(1, "--samples", min=1, max=256, help="Stochastic samples (mean is returned)."),
+    samples: int = typer.Option(1, "--samples", min=1, max=256, help="1: the deterministic mean path; more: that "
+                                "many stochastic samples, their mean returned."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Refiner weights (default: bundled)."),
     projection_sigma: float = typer.Option(2.0, "--projection-sigma", min=0.0, max=30.0,
                                            help="Move the keypoints onto the fitted hand model, correction "
@@ -237,6 +239,7 @@ def refine(
     def action() -> None:
         from handcli.stages import refine as stage
 
+        _check_output_path(out)
         config = stage.RefineConfig(device=device, seed=seed, samples=samples, weights=weights,
                                     hand_model=hand_model, mano_dir=mano_dir, variance=variance,
                                     projection_sigma=projection_sigma)
@@ -282,20 +285,24 @@ def variance(
 
 @app.command()
 def render(
-    input: Path = typer.Option(..., "--input", "-i", help="Artifact to draw (.npz)."),
+    input: Path = typer.Option(..., "--input", "-i", help="Artifact (or any supported file) to draw."),
     out: Path = typer.Option(..., "--out", "-o", help="Output video (.mp4/.mkv/.mov), or .png with --frame."),
     video: Optional[Path] = typer.Option(None, "--video", help="Draw over this video (the one the input came "
                                          "from); without it: neutral background, camera following the hand."),
     variance: bool = typer.Option(False, "--variance", help="Colour by standard deviation; flag uncertain frames."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="--variance: flag frames above this many "
                                               "mm (default: 2x the clip's median)."),
-    side_by_side: bool = typer.Option(False, "--side-by-side", help="Per-frame estimate (left) beside the input."),
-    compare: Optional[Path] = typer.Option(None, "--compare", help="--side-by-side: the per-frame estimate file."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", help="Left: the --compare file, or without it the "
+                                      "detector's 2D keypoints (needs --video); right: the input."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="--side-by-side: the per-frame estimate file "
+                                           "for the left panel."),
     skeleton: bool = typer.Option(False, "--skeleton", help="Also draw the 21 keypoints and bones."),
-    frame: Optional[int] = typer.Option(None, "--frame", help="Write output frame N as a PNG still."),
+    frame: Optional[int] = typer.Option(None, "--frame", help="Write output frame N (a video frame number with "
+                                        "--video) as a PNG still."),
     backend: str = typer.Option("auto", "--backend", help="auto | gl | painter"),
     size: str = typer.Option("640x480", "--size", help="Canvas WxH without --video."),
-    opacity: Optional[float] = typer.Option(None, "--opacity", help="Mesh opacity over video (default 0.75)."),
+    opacity: Optional[float] = typer.Option(None, "--opacity", help="Mesh opacity (default 0.75 over --video, "
+                                            "1 on the neutral background)."),
     hand_model: Optional[str] = typer.Option(None, "--hand-model", help="Default: the one the input was made with."),
     mano_dir: Optional[Path] = _MANO_DIR,
     verbose: bool = _VERBOSE,
@@ -321,8 +328,10 @@ def render(
 
 @app.command()
 def train(
-    out: Path = typer.Option(Path("weights/refiner.pt"), "--out", "-o", help="Where to write the weights."),
-    steps: Optional[int] = typer.Option(None, "--steps"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the weights (default: the "
+                                       "bundled weights file that refine and variance load)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Training steps (default: the shipped "
+                                        "recipe's)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = _DEVICE,
     verbose: bool = _VERBOSE,
@@ -330,9 +339,14 @@ def train(
     """Train the diffusion refiner on synthetic hand motion (no downloads)."""
 
     def action() -> None:
+        from handcli.diffusion.weights import default_weights_path
         from handcli.stages import train as stage
 
-        stage.train(stage.TrainStageConfig(out=out, steps=steps, seed=seed, device=device))
+        target = out or default_weights_path()
+        stage.train(stage.TrainStageConfig(out=target, steps=steps, seed=seed, device=device))
+        if target.resolve() == default_weights_path().resolve():
+            _warn("the bundled variance posterior (weights/refiner_laplace.pt) belongs to the previous weights; "
+                  "refit it with `python scripts/variance_fit.py` (`make weights` does both)")
 
     _guarded(action, verbose)
 
@@ -354,8 +368,9 @@ def evaluate(
         from handcli.stages import evaluate as stage
 
         result = stage.evaluate_files(pred, gt, stage.EvalConfig(bad_frame_mm=bad_frame_mm, physics=physics))
-        if json_out:
-            stdout.print(json.dumps(result), markup=False, soft_wrap=True)
+        if json_out:  # strict JSON: a metric without scorable frames (NaN) is null
+            clean = {k: None if isinstance(v, float) and v != v else v for k, v in result.items()}
+            stdout.print(json.dumps(clean, allow_nan=False), markup=False, soft_wrap=True)
         else:
             for key, value in result.items():
                 stdout.print(f"{key:<28}{value:.4g}" if isinstance(value, float) else f"{key:<28}{value}",
@@ -393,14 +408,32 @@ def _write_stage_result(result, out: Path, stage: str) -> None:
 
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False)
     except KeyboardInterrupt:  # while parsing options, outside _guarded
         stderr.print("[yellow]interrupted[/]")
         sys.exit(EXIT_INTERRUPTED)
+    except Exception as error:
+        _usage_error(error)
+        raise
     finally:
         # the command is over and its files are complete; Ctrl-C during interpreter teardown should end the
         # process by the signal (a shell sees 130), not print a traceback from some library's exit handler
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(error: Exception) -> None:
+    """The option parser's errors (click's UsageError, raised because of standalone_mode=False) as one line and
+    exit 2, like every other bad input; `handcli` alone still prints its help."""
+    if not (hasattr(error, "format_message") and isinstance(getattr(error, "exit_code", None), int)):
+        return
+    if type(error).__name__ == "NoArgsIsHelpError":
+        error.show()
+    else:
+        context = getattr(error, "ctx", None)
+        hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+        stderr.print(f"[bold red]error:[/] {error.format_message()}{hint}", soft_wrap=True, markup=True)
+    sys.exit(error.exit_code)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,8 @@ def _arrays(**changes):
     (dict(keypoints3d=np.full((1, 10, 21, 3), 5e3, np.float32)), "keypoints3d"),
     (dict(keypoints3d=np.zeros((1, 0, 21, 3), np.float32), valid=np.zeros((1, 0), bool)), "keypoints3d"),
     (dict(K=np.full((3, 3), np.inf)), "K"),
+    (dict(frame_index=np.r_[np.arange(9), np.nan]), "frame_index"),
+    (dict(frame_index=np.arange(10) + 0.5), "frame_index"),
     (dict(keypoints3d=np.array([["a"] * 3] * 21)[None, None].repeat(10, 1)), "keypoints3d"),
 ])
 def test_rejections_name_the_key(changes, key):

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from handcli.artifacts import Artifact
-from handcli.cache import WorkDir, stage_key
+from handcli.cache import WorkDir, stage_key, weights_digests
 from handcli.errors import BadInput
+from handcli.handmodels import hand_model_files
 from tests.conftest import random_keypoints
 
 
@@ -67,3 +68,14 @@ def test_second_process_gets_a_clear_message(tmp_path):
         holder.join(30)
     with WorkDir(tmp_path / "w"):  # free again once the holder is gone
         pass
+
+
+def test_hand_model_files_enter_the_key(tmp_path):
+    """`run` keys estimate and refine on the hand model's files too: adding MANO_LEFT.pkl (no more left-hand
+    mirroring) or rebuilding the open hand must not reuse results made without it."""
+    files = hand_model_files("mano", tmp_path)
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(b"right")
+    before = stage_key("estimate", "abc", {}, weights_digests(files))
+    (tmp_path / "MANO_LEFT.pkl").write_bytes(b"left")
+    assert stage_key("estimate", "abc", {}, weights_digests(files)) != before
+    assert hand_model_files("open")["open_hand"].is_file()

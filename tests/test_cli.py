@@ -17,9 +17,12 @@ def test_help_lists_every_stage():
         assert stage in result.stdout
 
 
-def test_usage_error_is_exit_2():
-    assert run_cli("refine").returncode == 2
-    assert run_cli("no-such-command").returncode == 2
+def test_usage_error_is_one_line_and_exit_2():
+    assert_one_line_error(run_cli("refine"), 2, "Missing option '--input'")
+    assert_one_line_error(run_cli("no-such-command"), 2, "No such command")
+    assert_one_line_error(run_cli("refine", "--input", "x.npz", "--out", "y.npz", "--samples", "0"), 2, "--samples")
+    assert_one_line_error(run_cli("train", "--steps", "0"), 2, "--steps")
+    assert run_cli("--help").returncode == 0
 
 
 @pytest.mark.parametrize("content, message", [

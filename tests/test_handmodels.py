@@ -294,3 +294,12 @@ def test_mano_matches_smplx(tmp_path, monkeypatch):
         torch.testing.assert_close(ours.vertices, expected.vertices, atol=1e-7, rtol=0)
         canonical_of_mano = [MANO21_TO_CANONICAL.index(k) for k in range(16)]
         torch.testing.assert_close(ours.joints[:, canonical_of_mano], expected.joints[:, :16], atol=1e-7, rtol=0)
+
+
+def test_damaged_open_hand_model_is_bad_input(tmp_path):
+    from handcli.handmodels.open_hand import OPEN_HAND_PATH, load_open_hand
+
+    damaged = tmp_path / "open_hand.npz"
+    damaged.write_bytes(OPEN_HAND_PATH.read_bytes()[:5000])
+    with pytest.raises(BadInput, match="damaged open hand model"):
+        load_open_hand(damaged)

@@ -355,6 +355,7 @@ def test_video_shorter_than_counted_leaves_nothing(scene, tmp_path, monkeypatch)
     ("png without --frame", "must be a video"),
     ("side-by-side source", "--compare"),
     ("image size", "image_size"),
+    ("output is the video", "is the --video being drawn over"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, scene, case, message):
     artifact_path, video = scene
@@ -377,6 +378,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, scene, case, message
         config.side_by_side, config.video = True, None
     elif case == "image size":
         artifact = artifact.replace(image_size=np.array([WIDTH * 2, HEIGHT]))
+    elif case == "output is the video":
+        config.out = video
     save_artifact(artifact, artifact_path)
     with pytest.raises(BadInput) as error:
         stage.render_file(artifact_path, config)

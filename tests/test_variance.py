@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from handcli.artifacts import load_artifact
 from handcli.diffusion.conditions import build_conditions
 from handcli.diffusion.schedule import ShiftSchedule
 from handcli.errors import BadInput
@@ -301,14 +302,15 @@ def test_cli_variance_and_refine_variance(tiny_weights, tmp_path):
     refined = run_cli("refine", "--input", tmp_path / "in.npz", "--out", tmp_path / "r.npz", "--weights", weights,
                       "--variance", "--device", "cpu")
     assert refined.returncode == 0, refined.stderr
-    with np.load(tmp_path / "r.npz") as out:
-        assert out["var_joints"].shape == (1, 30, 21) and out["var_force"].shape == (1, 30, 51)
+    out = load_artifact(tmp_path / "r.npz")
+    assert out.var_joints.shape == (1, 30, 21) and out.var_force.shape == (1, 30, 51)
     result = run_cli("variance", "--input", tmp_path / "r.npz", "--out", tmp_path / "v.npz", "--weights", weights,
                      "--laplace", posterior, "--samples", "3", "--heatmap", tmp_path / "h.png")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with np.load(tmp_path / "v.npz") as out:
-        assert out["var_joints"].shape == (1, 30, 21) and np.isfinite(out["var_vertices"]).all()
+    out = load_artifact(tmp_path / "v.npz")
+    assert out.var_joints.shape == (1, 30, 21) and np.isfinite(out.var_vertices).all()
+    assert out.meta["inputs"]["sha256"] and out.meta["hand_model"] == "open"
     bad = run_cli("variance", "--input", tmp_path / "in.npz", "--out", tmp_path / "x.npz", "--weights", weights,
                   "--laplace", tmp_path / "nope.pt")
     assert_one_line_error(bad, 2, "not found")

@@ -14,7 +14,8 @@ from handcli.handmodels.kinematics import MANO_PARENTS
 MANO_DEFAULT_DIR = Path(__file__).resolve().parents[2] / "weights" / "mano"
 HAND_MODELS = ("open", "mano")
 
-__all__ = ["HAND_MODELS", "HandModel", "HandOutput", "MANO_PARENTS", "available_hand_models", "load_hand_model"]
+__all__ = ["HAND_MODELS", "HandModel", "HandOutput", "MANO_PARENTS", "available_hand_models", "hand_model_files",
+           "load_hand_model"]
 
 
 def _mano_dir(mano_dir: str | Path | None) -> Path:
@@ -32,6 +33,21 @@ def load_hand_model(name: str = "open", mano_dir: str | Path | None = None) -> H
 
         return load_mano(_mano_dir(mano_dir))
     raise BadInput(f"unknown hand model {name!r} (choose from {', '.join(HAND_MODELS)})")
+
+
+def hand_model_files(name: str = "open", mano_dir: str | Path | None = None) -> dict[str, Path]:
+    """The files `load_hand_model(name, mano_dir)` reads (those that may exist), named: what a cache key must
+    cover so that a rebuilt open hand or a MANO file added or replaced invalidates the results made with it."""
+    if name == "open":
+        from handcli.handmodels.open_hand import OPEN_HAND_PATH
+
+        return {"open_hand": OPEN_HAND_PATH}
+    if name == "mano":
+        from handcli.handmodels.mano import MANO_FILES
+
+        folder = _mano_dir(mano_dir)
+        return {f"mano_{'right' if right else 'left'}": folder / MANO_FILES[right] for right in (True, False)}
+    return {}
 
 
 def available_hand_models(mano_dir: str | Path | None = None) -> dict[str, str]:

@@ -86,20 +86,6 @@ def matrix_to_quaternion(matrix: torch.Tensor) -> torch.Tensor:
     return row / row.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def rotation_6d_to_matrix(rot6d: torch.Tensor) -> torch.Tensor:
-    """Continuous 6D rotation (first two columns, Zhou et al.) (..., 6) -> (..., 3, 3)."""
-    a1, a2 = rot6d[..., :3], rot6d[..., 3:]
-    b1 = torch.nn.functional.normalize(a1, dim=-1)
-    b2 = torch.nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
-    b3 = torch.cross(b1, b2, dim=-1)
-    return torch.stack([b1, b2, b3], -1)
-
-
-def matrix_to_rotation_6d(matrix: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) -> (..., 6): the first two columns."""
-    return torch.cat([matrix[..., :, 0], matrix[..., :, 1]], -1)
-
-
 def forward_kinematics(rotations: torch.Tensor, rest_joints: torch.Tensor,
                        parents: tuple[int, ...] = MANO_PARENTS) -> tuple[torch.Tensor, torch.Tensor]:
     """Pose a kinematic tree.

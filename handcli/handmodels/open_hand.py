@@ -22,13 +22,21 @@ def load_open_hand(path: str | Path | None = None) -> HandModel:
     path = Path(path) if path is not None else OPEN_HAND_PATH
     if not path.is_file():
         raise BadInput(f"open hand model {path} is missing: build it with `make hand-model`")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [key for key in ARRAY_KEYS if key not in data]
-        if missing:
-            raise BadInput(f"{path} is not an open hand model (missing {', '.join(missing)})")
-        arrays = {key: data[key] for key in ARRAY_KEYS}
-        info = json.loads(str(data["info"])) if "info" in data else {}
-    model = HandModel("open", **arrays)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in ARRAY_KEYS if key not in data]
+            if missing:
+                raise BadInput(f"{path} is not an open hand model (missing {', '.join(missing)})")
+            arrays = {key: data[key] for key in ARRAY_KEYS}
+            info = json.loads(str(data["info"])) if "info" in data else {}
+        model = HandModel("open", **arrays)
+    except BadInput:
+        raise
+    except Exception as error:  # a damaged model asset is the user's file problem: one line, rebuild it
+        raise BadInput(f"{path}: damaged open hand model ({type(error).__name__}); rebuild it with "
+                       "`make hand-model` or restore it from the repository") from None
+    if not isinstance(info, dict):
+        raise BadInput(f"{path}: damaged open hand model (info is not a JSON object)")
     model.shape_names = info.get("shape_names", [])
     model.info = info
     return model

@@ -1,7 +1,7 @@
 """estimate stage: fit the hand model per frame (pose, orientation, translation; one shape per track).
 
-Takes keypoints-only input today (motion capture, other tools' landmarks); detections from video reach it
-through the same artifact once the detect stage exists.
+Takes any supported per-frame input: `handcli detect` output (metric keypoints lifted from MediaPipe), or
+keypoints from motion capture and other tools, through the importers (handcli.inputs).
 """
 
 from __future__ import annotations

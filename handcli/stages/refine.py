@@ -61,6 +61,11 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
         return artifact.replace(meta=make_meta("refine", config=_config_dict(config), previous=artifact.meta))
     check_refinable(artifact)
     device = resolve_device(config.device)
+    model = None
+    if config.fit_params:  # loaded first: fail before refining when the hand model is missing
+        from handcli.handmodels import load_hand_model
+
+        model = load_hand_model(config.hand_model, config.mano_dir)
     posterior = None
     if config.variance:  # loaded first: fail before refining when the variance posterior is missing or stale
         from handcli.variance.posterior import load_laplace
@@ -82,10 +87,13 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
                    motion_state=np.asarray(result.motion_state, np.int64))
     if config.fit_params:
         started = time.perf_counter()
-        fit, changes["keypoints3d"] = fit_and_project(keypoints3d, span, artifact.is_right, config, str(device))
+        fit, changes["keypoints3d"] = fit_and_project(keypoints3d, span, artifact.is_right, config, str(device),
+                                                      model)
         changes.update(global_orient=fit.global_orient, hand_pose=fit.hand_pose, transl=fit.transl,
                        betas=fit.betas)
         timings["fit_s"] = time.perf_counter() - started
+    else:  # the upstream parameters describe the unrefined motion: a renderer must not draw them
+        changes.update(global_orient=None, hand_pose=None, transl=None, betas=None)
     # stale per-frame data from upstream no longer describes the refined motion
     changes.update(var_joints=None, var_vertices=None, var_force=None, world_landmarks=None)
     changes["meta"] = make_meta("refine", hand_model=config.hand_model if config.fit_params else None,
@@ -101,13 +109,14 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
 
 
 def fit_and_project(keypoints3d: np.ndarray, span: np.ndarray, is_right: np.ndarray, config: RefineConfig,
-                    device: str = "cpu"):
-    """Fit the hand model to refined keypoints (H, T, 21, 3) over `span` (H, T) and, if
-    config.projection_sigma > 0, move the keypoints onto the fit. Returns (FitResult, keypoints3d)."""
+                    device: str = "cpu", model=None):
+    """Fit the hand model (`model`, default: config's) to refined keypoints (H, T, 21, 3) over `span` (H, T)
+    and, if config.projection_sigma > 0, move the keypoints onto the fit. Returns (FitResult, keypoints3d)."""
     from handcli.fitting import blend_toward_fit, fit_keypoints
     from handcli.handmodels import load_hand_model
 
-    model = load_hand_model(config.hand_model, config.mano_dir)
+    if model is None:
+        model = load_hand_model(config.hand_model, config.mano_dir)
     fit = fit_keypoints(model, keypoints3d, span, is_right, iterations=config.fit_iterations, device=device)
     if config.projection_sigma > 0:
         keypoints3d = blend_toward_fit(keypoints3d, fit.keypoints3d_fit, span, config.projection_sigma)

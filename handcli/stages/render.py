@@ -222,6 +222,8 @@ def _check_output(config: RenderConfig) -> None:
     directory = out.parent if str(out.parent) else Path(".")
     if not directory.is_dir():
         raise BadInput(f"{out}: output directory {directory} does not exist")
+    if config.video is not None and Path(config.video).exists() and out.resolve() == Path(config.video).resolve():
+        raise BadInput(f"{out}: is the --video being drawn over; write the overlay to another file")
     if config.opacity is not None and not 0 < config.opacity <= 1:
         raise BadInput(f"--opacity must be in (0, 1], got {config.opacity}")
     if config.threshold_mm is not None and not config.threshold_mm > 0:

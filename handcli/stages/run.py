@@ -13,6 +13,7 @@ from typing import Callable
 from handcli.artifacts import Artifact, file_digest
 from handcli.cache import WorkDir, stage_key, weights_digests
 from handcli.errors import BadInput
+from handcli.handmodels import hand_model_files
 from handcli.stages.detect import DetectConfig, detect_file
 from handcli.stages.estimate import EstimateConfig, estimate
 from handcli.stages.refine import RefineConfig, refine
@@ -41,6 +42,13 @@ def _config_dict(config) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
 
 
+def _made_from(artifact: Artifact, detected: Artifact, upstream: str, key: str) -> Artifact:
+    """Provenance of a stage inside `run`: the video (as detect recorded it) and the cache entry it was computed
+    from, named by its content-addressed key (the same in every work dir, unlike a path)."""
+    artifact.meta["inputs"] = {**detected.meta.get("inputs", {}), "upstream": f"{upstream} {key}"}
+    return artifact
+
+
 def run_video(video: Path, work_dir: Path, config: RunConfig, *, progress: StageProgress | None = None,
               notify: Callable[[str], None] = lambda message: None) -> tuple[Artifact, list[StageRecord]]:
     """Run (or reuse) every stage for `video`; returns the final artifact and what each stage did."""
@@ -60,19 +68,27 @@ def run_video(video: Path, work_dir: Path, config: RunConfig, *, progress: Stage
             "detect", key, lambda: detect_file(video, config.detect, progress=lambda d, t: tick("detect", d, t)),
             force="detect" in forced, notify=notify)
         records.append(StageRecord("detect", path, hit))
+        for warning in detected.meta.get("warnings", []):  # as `handcli detect` reports them, cached or not
+            notify(warning)
         if detected.num_tracks == 0:
             notify("no hands found in the video; the result has no tracks")
             return detected, records
 
-        key = stage_key("estimate", key, _config_dict(config.estimate))
-        estimated, path, hit = work.cached("estimate", key, lambda: estimate(detected, config.estimate),
+        detect_key = key
+        key = stage_key("estimate", key, _config_dict(config.estimate),
+                        weights_digests(hand_model_files(config.estimate.hand_model, config.estimate.mano_dir)))
+        estimated, path, hit = work.cached("estimate", key, lambda: _made_from(
+                                               estimate(detected, config.estimate), detected, "detect", detect_key),
                                            force="estimate" in forced, notify=notify)
         records.append(StageRecord("estimate", path, hit))
         tick("estimate", 1, 1)
 
-        weights = weights_digests({"refiner": Path(config.refine.weights or default_weights_path())})
+        weights = weights_digests({"refiner": Path(config.refine.weights or default_weights_path()),
+                                   **hand_model_files(config.refine.hand_model, config.refine.mano_dir)})
+        estimate_key = key
         key = stage_key("refine", key, _config_dict(config.refine), weights)
-        refined, path, hit = work.cached("refine", key, lambda: refine(estimated, config.refine),
+        refined, path, hit = work.cached("refine", key, lambda: _made_from(
+                                             refine(estimated, config.refine), detected, "estimate", estimate_key),
                                          force="refine" in forced, notify=notify)
         records.append(StageRecord("refine", path, hit))
         tick("refine", 1, 1)

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from handcli.artifacts import Artifact, make_meta
+from handcli.artifacts import Artifact, file_digest, make_meta
 from handcli.device import resolve_device
 from handcli.errors import BadInput
 from handcli.inputs import load_input
@@ -46,6 +46,7 @@ class VarianceMaps:
     var_vertices: np.ndarray | None  # (H, T, V) m²
     var_force: np.ndarray  # (H, T, 51)
     timings: dict
+    hand_model: str  # the model the vertex and force maps were computed with
 
 
 def observations_of(artifact: Artifact) -> Artifact:
@@ -68,6 +69,7 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
     if config.samples < 2:
         raise BadInput(f"--samples must be at least 2 for a variance, got {config.samples}")
     check_refinable(observations)
+    name, model, betas = _hand_model(target, config)  # before the expensive part: fail early on a bad choice
     timings: dict[str, float] = {}
     started = time.perf_counter()
     if posterior is None:
@@ -87,7 +89,6 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
                                    direct=not config.chain)
         timings["propagate_s"] = time.perf_counter() - started
         var_joints = joint_variance(result.variance).astype(np.float32)
-        model, betas = _hand_model(target, config)
         started = time.perf_counter()
         var_vertices = _vertex_maps(model, betas, var_joints, notify)
         timings["vertices_s"] = time.perf_counter() - started
@@ -96,11 +97,11 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
         timings["forces_s"] = time.perf_counter() - started
     finally:
         torch.set_num_threads(previous_threads)
-    return VarianceMaps(var_joints, var_vertices, var_force, timings)
+    return VarianceMaps(var_joints, var_vertices, var_force, timings, name)
 
 
 def _hand_model(target: Artifact, config: VarianceConfig):
-    """The hand model and per-track shapes (H, nb) used for vertices and forces (template shape without betas)."""
+    """(name, model, per-track shapes (H, nb)) used for vertices and forces (template shape without betas)."""
     from handcli.handmodels import load_hand_model
 
     name = config.hand_model or target.meta.get("hand_model") or "open"
@@ -111,7 +112,7 @@ def _hand_model(target: Artifact, config: VarianceConfig):
             raise BadInput(f"betas: the input has {target.betas.shape[1]} shape values per track but hand model "
                            f"'{name}' takes {model.num_betas} (give the --hand-model it was made with)")
         betas = np.asarray(target.betas, np.float32)
-    return model, betas
+    return name, model, betas
 
 
 def _vertex_maps(model, betas: np.ndarray, var_joints: np.ndarray, notify) -> np.ndarray | None:
@@ -169,7 +170,7 @@ def variance(artifact: Artifact, config: VarianceConfig, notify: Callable[[str],
     if artifact.observed is None and notify is not None:
         notify("the input is not a refined artifact: the maps describe what `handcli refine` makes of it "
                "(use `handcli refine --variance` to get the refined motion with them)")
-    meta = make_meta("variance", hand_model=artifact.meta.get("hand_model"), config=_config_dict(config),
+    meta = make_meta("variance", hand_model=maps.hand_model, config=_config_dict(config),
                      timings=maps.timings, previous=artifact.meta)
     return _with_maps(artifact, maps).replace(meta=meta)
 
@@ -184,8 +185,10 @@ def attach_variance(refined: Artifact, observations: Artifact, config: VarianceC
 
 
 def variance_file(path: Path, config: VarianceConfig, notify: Callable[[str], None] | None = None) -> Artifact:
-    artifact, _ = load_input(path)
-    return variance(artifact, config, notify)
+    artifact, fmt = load_input(path)
+    result = variance(artifact, config, notify)
+    result.meta["inputs"] = {"input": str(path), "format": fmt, "sha256": file_digest(path)}
+    return result
 
 
 def check_heatmap_path(path: Path) -> None:

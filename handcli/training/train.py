@@ -145,6 +145,11 @@ def train_refiner(config: TrainConfig, datagen=None, physics=None) -> Path:
     physics_note = "off (no_physics)"
     if physics is None and not config.no_physics:
         physics, physics_note = build_physics_term(config)
+        if physics is None:  # training on without it would make a different model without saying so
+            from handcli.errors import NotBuilt
+
+            raise NotBuilt(f"the Euler-Lagrange physics term is {physics_note}; build it (make hand-model) or "
+                           "train with no_physics=True")
     elif physics is not None:
         physics_note = "supplied"
     source = SyntheticBatches(config.batch_size, config.window, rng, datagen=datagen, rotate=config.rotate,
