@@ -155,6 +155,12 @@ class Refiner:
             resampled2d, _ = _resample(span2d, finite2d, source_times, target_times)
         return _Track(index, first, last, target_times, resampled3d, resampled_valid, resampled2d)
 
+    @staticmethod
+    def track_bones(tracks: list[_Track]) -> np.ndarray:
+        """(n, 20) metres: each track's bone lengths over all its observations (the track-level condition)."""
+        return np.stack([track_bone_lengths(torch.as_tensor(t.keypoints3d[None], dtype=torch.float32),
+                                            torch.as_tensor(t.valid[None]))[0].numpy() for t in tracks])
+
     @torch.inference_mode()
     def _run(self, tracks: list[_Track], is_right: np.ndarray, K: np.ndarray | None, seed: int, samples: int
              ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -168,9 +174,7 @@ class Refiner:
         if K is not None:
             windows2d = np.concatenate([cut(t.keypoints2d, p, window) for t, p in zip(tracks, plans)])
         windows_right = is_right[[tracks[i].index for i in owners]]
-        bones = np.stack([track_bone_lengths(torch.as_tensor(t.keypoints3d[None], dtype=torch.float32),
-                                             torch.as_tensor(t.valid[None]))[0].numpy() for t in tracks])
-        windows_bones = bones[owners]
+        windows_bones = self.track_bones(tracks)[owners]
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         results = np.empty((samples,) + windows3d.shape, np.float32)
         logits_all = None

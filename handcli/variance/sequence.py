@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from handcli.diffusion.conditions import POSITION_SCALE, build_conditions, track_bone_lengths
+from handcli.diffusion.conditions import POSITION_SCALE, build_conditions
 from handcli.diffusion.refiner import Refiner
 from handcli.diffusion.windows import blend, cut, plan_windows
 from handcli.variance.posterior import VariancePosterior
@@ -54,8 +54,7 @@ def sequence_variance(refiner: Refiner, posterior: VariancePosterior, keypoints3
     windows2d = (np.concatenate([cut(t.keypoints2d, p, window) for t, p in zip(tracks, plans)])
                  if use2d else None)
     windows_right = np.asarray(is_right, bool)[[tracks[i].index for i in owners]]
-    bones = np.stack([track_bone_lengths(torch.as_tensor(t.keypoints3d[None], dtype=torch.float32),
-                                         torch.as_tensor(t.valid[None]))[0].numpy() for t in tracks])[owners]
+    bones = refiner.track_bones(tracks)[owners]
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     means = np.empty(windows3d.shape, np.float32)
     variances = np.empty(windows3d.shape, np.float32)
