@@ -36,6 +36,20 @@ _HAND_MODEL = typer.Option("open", "--hand-model", help="open (bundled, default)
 _MANO_DIR = typer.Option(None, "--mano-dir", help="Folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from handcli import __version__
+
+        stdout.print(f"handcli {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print handcli's version and exit.")) -> None:
+    """Video to 4D hand motion: detect -> estimate -> refine -> variance -> render."""
+
+
 def _guarded(action, verbose: bool) -> None:
     """Run a stage action; turn every failure into one line on stderr and a documented exit code."""
     if not verbose:  # imageio-ffmpeg's warnings while stopping ffmpeg would add lines to a one-line error

@@ -25,6 +25,13 @@ def test_usage_error_is_one_line_and_exit_2():
     assert run_cli("--help").returncode == 0
 
 
+def test_version():
+    from handcli import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"handcli {__version__}"
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "no such file"),
     (b"", "empty file"),
