@@ -107,7 +107,7 @@ def test_joint_angles_within_limits(motion):
     angles = poses.to_articulation(motion.hand_pose.astype(np.float64), frames)
     lower, upper = poses.joint_limits_degrees()
     assert (angles >= lower - 1e-3).all() and (angles <= upper + 1e-3).all()
-    low, high = limit_bounds(torch.float64)
+    low, high = limit_bounds(torch.float64, table="anatomical")
     violation = limit_violation(torch.as_tensor(motion.hand_pose, dtype=torch.float64),
                                 torch.as_tensor(frames), low, high)
     assert float(violation.max()) < 1e-9

@@ -59,7 +59,7 @@ def limited_poses(rest21: torch.Tensor, batch: int, seed: int = 0, scale: float 
     """Random hand poses inside the anatomical limits: (batch, 15, 3) axis-angle. hinge: finger joints without
     twist, PIP/DIP/IP flexing only (how real fingers move)."""
     generator = torch.Generator().manual_seed(seed)
-    lower, upper = limit_bounds(torch.float64)
+    lower, upper = limit_bounds(torch.float64, table="anatomical")
     unit = torch.rand(batch, 15, 3, generator=generator, dtype=torch.float64)
     angles = (lower + (upper - lower) * unit) * scale  # (flexion, abduction, twist) per joint
     if hinge:
@@ -89,7 +89,7 @@ def test_ik_round_trip_reproduces_keypoints():
     orient_ik, pose_ik, transl_ik = analytic_ik(stick_keypoints(rest, orient, hinge, transl), rest)
     assert (pose_ik - hinge).abs().max() < 1e-6
     torch.testing.assert_close(axis_angle_to_matrix(orient_ik), axis_angle_to_matrix(orient))
-    assert limit_violation(pose_ik, anatomical_frames(rest), *limit_bounds(torch.float64)).max() < 1e-9
+    assert limit_violation(pose_ik, anatomical_frames(rest), *limit_bounds(torch.float64, table="anatomical")).max() < 1e-9
 
 
 def test_ik_batched_shapes_and_gradients():

@@ -20,6 +20,18 @@ LONG_FINGER_LIMITS = (((-35, 95), (-25, 25), (-15, 15)),   # MCP
 THUMB_LIMITS = (((-45, 60), (-45, 45), (-40, 40)),         # CMC
                 ((-25, 80), (-20, 20), (-25, 25)),         # MCP
                 ((-35, 95), (-10, 10), (-15, 15)))         # IP
+# The fitter's prior: the same flexion ranges, the distal joints as hinges (PIP, DIP, thumb IP: no spread, no
+# twist) and little twist elsewhere. Beyond a limit the cost is quadratic (fit.LIMIT_WEIGHT), so a zero-width
+# range is a pull towards the hinge, not a hard constraint. Why: per-frame estimates put their per-joint
+# errors into these small off-axis angles; measured on FPHA under the benchmark's noise (subject 4) the refine
+# stage's projection went from MPJPE 12.53 / PA-MPJPE 4.96 to 12.38 / 4.67 mm, while a fit to clean FPHA joints
+# got 0.3 mm worse (docs/hand_models.md). The generator keeps sampling the anatomical ranges above.
+FIT_LONG_FINGER_LIMITS = (((-35, 95), (-25, 25), (-2, 2)),   # MCP
+                          ((-5, 115), (0, 0), (0, 0)),       # PIP
+                          ((-25, 95), (0, 0), (0, 0)))       # DIP
+FIT_THUMB_LIMITS = (((-45, 60), (-45, 45), (-20, 20)),       # CMC
+                    ((-25, 80), (-10, 10), (-10, 10)),       # MCP
+                    ((-35, 95), (0, 0), (0, 0)))             # IP
 
 
 def anatomical_frames(rest_joints21: torch.Tensor) -> torch.Tensor:
@@ -39,11 +51,14 @@ def anatomical_frames(rest_joints21: torch.Tensor) -> torch.Tensor:
     return frames[1:]
 
 
-def limit_bounds(dtype=torch.float32, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(lower, upper) radians (15, 3) in the (flexion, abduction, twist) order of `anatomical_frames`."""
+def limit_bounds(dtype=torch.float32, device=None, table: str = "fit") -> tuple[torch.Tensor, torch.Tensor]:
+    """(lower, upper) radians (15, 3) in the (flexion, abduction, twist) order of `anatomical_frames`.
+    table: "fit" (the fitter's prior, FIT_*) or "anatomical" (the ranges a hand can reach)."""
+    thumb, fingers = {"fit": (FIT_THUMB_LIMITS, FIT_LONG_FINGER_LIMITS),
+                      "anatomical": (THUMB_LIMITS, LONG_FINGER_LIMITS)}[table]
     bounds = torch.zeros(16, 3, 2, dtype=dtype, device=device)
     for finger, chain in enumerate(FINGER_CHAINS_MANO21):
-        table = THUMB_LIMITS if finger == 0 else LONG_FINGER_LIMITS
+        table = thumb if finger == 0 else fingers
         for level in range(3):
             bounds[chain[level]] = torch.tensor(table[level], dtype=dtype) * (math.pi / 180)
     return bounds[1:, :, 0], bounds[1:, :, 1]
