@@ -58,9 +58,9 @@ def limit_bounds(dtype=torch.float32, device=None, table: str = "fit") -> tuple[
                       "anatomical": (THUMB_LIMITS, LONG_FINGER_LIMITS)}[table]
     bounds = torch.zeros(16, 3, 2, dtype=dtype, device=device)
     for finger, chain in enumerate(FINGER_CHAINS_MANO21):
-        table = thumb if finger == 0 else fingers
+        levels = thumb if finger == 0 else fingers
         for level in range(3):
-            bounds[chain[level]] = torch.tensor(table[level], dtype=dtype) * (math.pi / 180)
+            bounds[chain[level]] = torch.tensor(levels[level], dtype=dtype) * (math.pi / 180)
     return bounds[1:, :, 0], bounds[1:, :, 1]
 
 

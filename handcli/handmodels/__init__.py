@@ -52,15 +52,13 @@ def hand_model_files(name: str = "open", mano_dir: str | Path | None = None) -> 
 
 def available_hand_models(mano_dir: str | Path | None = None) -> dict[str, str]:
     """name -> one-line status, for `handcli info`."""
-    from handcli.handmodels.mano import MANO_FILES
-    from handcli.handmodels.open_hand import OPEN_HAND_PATH
-
-    status = {"open": f"ready ({OPEN_HAND_PATH})" if OPEN_HAND_PATH.is_file() else
-              f"missing {OPEN_HAND_PATH} (run make hand-model)"}
-    folder = _mano_dir(mano_dir)
-    right, left = folder / MANO_FILES[True], folder / MANO_FILES[False]
+    open_hand = hand_model_files("open")["open_hand"]
+    status = {"open": f"ready ({open_hand})" if open_hand.is_file() else
+              f"missing {open_hand} (run make hand-model)"}
+    mano = hand_model_files("mano", mano_dir)
+    right, left = mano["mano_right"], mano["mano_left"]
     if right.is_file():
         status["mano"] = f"found {right}" + (f" and {left.name}" if left.is_file() else " (left hands by mirroring)")
     else:
-        status["mano"] = f"not installed (put {MANO_FILES[True]} / {MANO_FILES[False]} in {folder})"
+        status["mano"] = f"not installed (put {right.name} / {left.name} in {right.parent})"
     return status
