@@ -244,6 +244,10 @@ def refine(
     projection_sigma: float = typer.Option(2.0, "--projection-sigma", min=0.0, max=30.0,
                                            help="Move the keypoints onto the fitted hand model, correction "
                                            "smoothed over this many frames (0: the diffusion output as is)."),
+    anchor: bool = typer.Option(True, "--anchor/--no-anchor",
+                                help="Depth-aware anchoring of the whole-hand position: keep it on the input "
+                                "across the input's depth axis, smooth it along that axis, interpolate it over "
+                                "short gaps (docs/method.md)."),
     hand_model: str = _HAND_MODEL,
     mano_dir: Optional[Path] = _MANO_DIR,
     verbose: bool = _VERBOSE,
@@ -256,7 +260,7 @@ def refine(
         _check_output_path(out)
         config = stage.RefineConfig(device=device, seed=seed, samples=samples, weights=weights,
                                     hand_model=hand_model, mano_dir=mano_dir, variance=variance,
-                                    projection_sigma=projection_sigma)
+                                    projection_sigma=projection_sigma, anchor=anchor)
         _write_stage_result(stage.refine_file(input, config), out, "refine")
 
     _guarded(action, verbose)

@@ -34,6 +34,10 @@ def main() -> int:
     parser.add_argument("--projection-sigma", type=float, default=None,
                         help="kinematic projection as `handcli refine` does it (default: the stage's setting; "
                         "0: the diffusion output alone)")
+    parser.add_argument("--no-anchor", action="store_true",
+                        help="without the depth-aware anchoring of the whole-hand position (as `--no-anchor`)")
+    parser.add_argument("--anchor-set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="override AnchorConfig fields, e.g. gap_seconds=0 scale_shrink=0")
     parser.add_argument("--physics", action="store_true", help="also R(q), PAD-Hand eq. 28 (slower)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -70,7 +74,12 @@ def main() -> int:
         keypoints[i, :len(observed)] = observed
         valid[i, :len(observed)] = seen
     started = time.perf_counter()
-    result = refiner.refine(keypoints, valid, np.array([d[2] for d in data]), 30.0, samples=args.samples)
+    from handcli.diffusion.anchoring import AnchorConfig
+
+    overrides = {field: float(value) for field, value in (item.split("=", 1) for item in args.anchor_set)}
+    anchor = None if args.no_anchor else AnchorConfig(**overrides)
+    result = refiner.refine(keypoints, valid, np.array([d[2] for d in data]), 30.0, samples=args.samples,
+                            anchor=anchor)
     refined = result.keypoints3d
     config = RefineConfig() if args.projection_sigma is None else RefineConfig(projection_sigma=args.projection_sigma)
     if config.projection_sigma > 0:  # the stage's own span: each track's first to last observed frame
@@ -98,7 +107,8 @@ def main() -> int:
             rows[name]["R_q"] = weighted / frames
     print(f"split={args.split} sequences={len(data)} frames={frames} load={load_seconds:.2f}s "
           f"refine={refine_seconds:.2f}s samples={args.samples} direct={refiner.direct} "
-          f"project_output={refiner.project_output} projection_sigma={config.projection_sigma}")
+          f"project_output={refiner.project_output} projection_sigma={config.projection_sigma} "
+          f"anchor={anchor}")
     print(f"{'method':<14}{'MPJPE':>8}{'PA-MPJPE':>10}{'ACCEL':>8}" + (f"{'R(q)':>10}" if args.physics else ""))
     for name, row in rows.items():
         print(f"{name:<14}{row['mpjpe']:>8.2f}{row['pa_mpjpe']:>10.2f}{row['accel']:>8.2f}"

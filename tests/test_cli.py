@@ -69,3 +69,17 @@ def test_cuda_request_without_cuda_is_bad_input(tmp_path):
     np.savez(tmp_path / "in.npz", keypoints3d=random_keypoints(1, 20))
     result = run_cli("refine", "--input", tmp_path / "in.npz", "--out", tmp_path / "o.npz", "--device", "cuda")
     assert_one_line_error(result, 2, "CUDA")
+
+
+def test_refine_anchor_switch_is_recorded(tmp_path):
+    from handcli.artifacts import load_artifact
+
+    np.savez(tmp_path / "in.npz", keypoints3d=random_keypoints(1, 40), fps=np.float32(30))
+    outputs = {}
+    for flag in ("--anchor", "--no-anchor"):
+        out = tmp_path / f"out{flag}.npz"
+        result = run_cli("refine", "--input", tmp_path / "in.npz", "--out", out, flag)
+        assert result.returncode == 0, result.stderr
+        outputs[flag] = load_artifact(out)
+    assert outputs["--anchor"].meta["config"]["anchor"] is True
+    assert outputs["--no-anchor"].meta["config"]["anchor"] is False

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from handcli.diffusion.anchoring import AnchorConfig, anchor_track
 from handcli.diffusion.conditions import build_conditions, project_bones, track_bone_lengths
 from handcli.diffusion.model import RefinerBackbone
 from handcli.diffusion.sampling import sample
@@ -79,13 +80,15 @@ class Refiner:
 
     def refine(self, keypoints3d: np.ndarray, valid: np.ndarray, is_right: np.ndarray, fps: float,
                keypoints2d: np.ndarray | None = None, K: np.ndarray | None = None, *, seed: int = 0,
-               samples: int = 1) -> RefineResult:
+               samples: int = 1, anchor: AnchorConfig | None = AnchorConfig()) -> RefineResult:
         """Refine H tracks of T frames.
 
         keypoints3d: (H, T, 21, 3) metres (NaN allowed where not valid); valid: (H, T) bool; is_right: (H,);
         keypoints2d: (H, T, 21, 3) [u, v, confidence] pixels or None; K: (3, 3) or None (2D unused then).
         samples = 1 follows the mean path of the reverse chain (PAD-Hand eq. 16; deterministic); samples > 1
         draws that many stochastic reverse chains (deterministic for a given seed on CPU) and returns their mean.
+        anchor: depth-aware anchoring of each sample's whole-hand position (handcli.diffusion.anchoring);
+        None keeps the diffusion model's positions.
         """
         keypoints3d = np.asarray(keypoints3d, np.float64)
         valid = np.asarray(valid, bool)
@@ -117,6 +120,10 @@ class Refiner:
                 flat = values.reshape(len(values), -1)
                 on_span = np.stack([np.interp(span_times, track.times, flat[:, k]) for k in range(flat.shape[1])], 1)
                 on_span = on_span.reshape(-1, 21, 3)
+                if anchor is not None:
+                    span = slice(track.first, track.last + 1)
+                    on_span = anchor_track(on_span, keypoints3d[track.index, span], valid[track.index, span], fps,
+                                           anchor)
                 output[s, track.index, track.first:track.last + 1] = on_span
                 output[s, track.index, :track.first] = on_span[0]
                 output[s, track.index, track.last + 1:] = on_span[-1]

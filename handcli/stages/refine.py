@@ -32,6 +32,8 @@ class RefineConfig:
     # kinematic projection: move the output keypoints onto the fitted hand model (correction smoothed over
     # this many frames; 0 = keep the diffusion model's keypoints). Needs fit_params.
     projection_sigma: float = 2.0
+    # depth-aware anchoring of the whole-hand position (handcli.diffusion.anchoring, default settings)
+    anchor: bool = True
     variance: bool = False  # also the variance maps (handcli.stages.variance), in the same pass
 
 
@@ -73,13 +75,14 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
         posterior, _ = load_laplace(None, config.weights)
     started = time.perf_counter()
     from handcli.diffusion import load_refiner
+    from handcli.diffusion.anchoring import AnchorConfig
 
     refiner = load_refiner(config.weights, device=device)
     timings["load_s"] = time.perf_counter() - started
     started = time.perf_counter()
     result = refiner.refine(artifact.keypoints3d, artifact.valid, artifact.is_right, artifact.fps,
                             keypoints2d=artifact.keypoints2d, K=artifact.K, seed=config.seed,
-                            samples=config.samples)
+                            samples=config.samples, anchor=AnchorConfig() if config.anchor else None)
     timings["refine_s"] = time.perf_counter() - started
     span = observed_span(artifact.valid)
     keypoints3d = np.asarray(result.keypoints3d, np.float32)
