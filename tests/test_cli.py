@@ -74,7 +74,9 @@ def test_cuda_request_without_cuda_is_bad_input(tmp_path):
 def test_refine_anchor_switch_is_recorded(tmp_path):
     from handcli.artifacts import load_artifact
 
-    np.savez(tmp_path / "in.npz", keypoints3d=random_keypoints(1, 40), fps=np.float32(30))
+    keypoints3d = random_keypoints(1, 90)
+    depth_noise = np.random.default_rng(0).normal(0, 0.01, (1, 90, 1, 1)) * np.array([0.2, 0.1, 0.97])
+    np.savez(tmp_path / "in.npz", keypoints3d=(keypoints3d + depth_noise).astype(np.float32), fps=np.float32(30))
     outputs = {}
     for flag in ("--anchor", "--no-anchor"):
         out = tmp_path / f"out{flag}.npz"
@@ -83,3 +85,5 @@ def test_refine_anchor_switch_is_recorded(tmp_path):
         outputs[flag] = load_artifact(out)
     assert outputs["--anchor"].meta["config"]["anchor"] is True
     assert outputs["--no-anchor"].meta["config"]["anchor"] is False
+    # the input jitters along one axis, so the switch changes the output
+    assert np.abs(outputs["--anchor"].keypoints3d - outputs["--no-anchor"].keypoints3d).max() > 1e-3

@@ -6,15 +6,16 @@ principal axis of the high-pass whole-hand disagreement between the input and th
 - across the axis, puts the refined hand's position back on the observations (lightly smoothed), because the
   diffusion model's temporal prior lags true motion there more than the observations err. The observations'
   per-frame scale flicker about the wrist (monocular scale ambiguity; it moves the hand's centre) is first
-  taken out: each frame's scale relative to the refined hand, high-passed and shrunk toward 1 because that
-  estimate is itself noisy;
+  taken out: each frame's scale relative to the refined hand, high-passed, bounded and shrunk toward 1
+  because that estimate is itself noisy;
 - along the axis, smooths the refined position a little more than the diffusion model does.
 Inside a short unobserved stretch the whole-hand path is interpolated from the anchored path on either side:
-a cubic spline across the axis (where that path is precise, so its curvature carries over) and a straight
+a smoothing spline across the axis (where that path is precise, so its curvature carries over) and a straight
 line along it (where it is not); the articulation stays the diffusion model's infill.
 Only the whole-hand offset changes (every joint of a frame moves by the same vector), so the articulation and
-the bone lengths stay as refined. Tracks whose disagreement is not concentrated along one axis, or that have
-too few observed frames to tell, are left as they are. Settings measured on the tuning split (docs/results.md).
+the bone lengths stay as refined. Tracks whose disagreement is not concentrated along one axis, is too small
+to matter, or has too few observed frames to tell, are left as they are. All widths are in seconds.
+Settings measured on the tuning split (docs/results.md).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import CubicSpline
+from scipy.interpolate import make_smoothing_spline
 from scipy.ndimage import gaussian_filter1d
 
 
@@ -30,31 +31,94 @@ from scipy.ndimage import gaussian_filter1d
 class AnchorConfig:
     across_seconds: float = 0.033  # smoothing of the observed whole-hand position across the depth axis
     along_seconds: float = 0.067  # extra smoothing of the refined whole-hand position along it
+    axis_seconds: float = 0.033  # the disagreement's high-pass (for the axis) removes a Gaussian this wide
     scale_seconds: float = 0.1  # the observed scale's slow part (kept) is a Gaussian of this width
     scale_shrink: float = 0.5  # fraction of the fast scale flicker taken out (0 = none)
+    max_flicker: float = 0.2  # a faster relative scale change is an outlier, not flicker: bounded to this
     gap_seconds: float = 0.5  # longest unobserved stretch whose whole-hand path is interpolated (0 = none)
     min_anisotropy: float = 2.0  # variance along the axis / variance across it, below which nothing changes
-    min_frames: int = 16  # observed frames needed to estimate the axis
+    min_depth_jitter: float = 0.0005  # m, RMS high-pass disagreement along the axis below which nothing changes
+    min_frames: int = 16  # observed frames (away from the track's ends and gaps) needed to estimate the axis
 
 
-def depth_axis(offsets: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, float]:
-    """offsets (T, 3) whole-hand disagreement (observed - refined), finite everywhere; valid (T,).
-    Returns (unit axis (3,), anisotropy = largest eigenvalue / sum of the other two) of the observed frames'
-    high-pass disagreement (one-frame Gaussian removed: the depth error decorrelates within a few frames)."""
-    high_pass = (offsets - gaussian_filter1d(offsets, 1.0, axis=0, mode="nearest"))[valid]
-    eigenvalues, eigenvectors = np.linalg.eigh(high_pass.T @ high_pass)
-    return eigenvectors[:, -1], float(eigenvalues[-1] / max(eigenvalues[:2].sum(), 1e-18))
+OUTLIER_FACTOR = 5.0  # a frame further than this many medians from the typical one is an outlier
 
 
-def _smooth_observed(values: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
-    """(T, 3) -> (T, 3): Gaussian smoothing over the observed frames only (normalised convolution), then
-    linear interpolation across the unobserved ones, so a long gap gets no discontinuity."""
-    weight = valid.astype(np.float64)
-    numerator = gaussian_filter1d(values * weight[:, None], sigma, axis=0, mode="nearest")
-    denominator = gaussian_filter1d(weight, sigma, mode="nearest")
-    smooth = numerator / np.maximum(denominator, 1e-12)[:, None]
-    frames = np.arange(len(values))
-    return np.stack([np.interp(frames, frames[valid], smooth[valid, k]) for k in range(3)], 1)
+def clip_outliers(values: np.ndarray, valid: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """(T, k) -> (T, k): each observed row's departure from its observed neighbours (leave-one-out Gaussian of
+    `sigma` rows) bounded to OUTLIER_FACTOR times the track's median departure, so single wild frames lose
+    their pull. Rotation-equivariant (the bound acts on the departure's length)."""
+    observed = values[valid]
+    if len(observed) < 5:
+        return values
+    delta = np.zeros(2 * int(4 * sigma) + 1)
+    delta[len(delta) // 2] = 1.0
+    centre_weight = gaussian_filter1d(delta, sigma)[len(delta) // 2]
+    neighbours = (gaussian_filter1d(observed, sigma, axis=0, mode="nearest") - centre_weight * observed) \
+        / (1 - centre_weight)
+    departure = observed - neighbours
+    size = np.linalg.norm(departure, axis=1)
+    bound = OUTLIER_FACTOR * max(float(np.median(size)), 1e-9)
+    out = values.copy()
+    out[valid] = neighbours + departure * np.minimum(1.0, bound / np.maximum(size, 1e-12))[:, None]
+    return out
+
+
+def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing along axis 0 with the ends padded by point reflection, so a linear trend runs
+    through the ends unbiased (a constant pad would pull the end frames toward the hold value)."""
+    if sigma <= 0 or len(values) < 2:
+        return values.copy()
+    pad = min(int(np.ceil(4 * sigma)), len(values) - 1)
+    head = 2 * values[:1] - values[1:pad + 1][::-1]
+    tail = 2 * values[-1:] - values[-pad - 1:-1][::-1]
+    padded = np.concatenate([head, values, tail])
+    return gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[pad:pad + len(values)]
+
+
+def _interpolate_unobserved(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(T, k) -> (T, k): unobserved rows linearly interpolated from the observed ones (held at the ends)."""
+    frames = np.arange(len(valid))
+    return np.stack([np.interp(frames, frames[valid], values[valid, k]) for k in range(values.shape[1])], 1)
+
+
+def depth_axis(disagreement: np.ndarray, valid: np.ndarray, sigma: float = 1.0, margin: int = 0
+               ) -> tuple[np.ndarray, float, float]:
+    """disagreement (T, 3) whole-hand observed - refined, finite everywhere; valid (T,); sigma: high-pass width
+    in frames; margin: frames next to the track's ends and to unobserved frames left out (the high-pass is
+    unreliable there). Returns (unit axis (3,), anisotropy = largest eigenvalue / sum of the other two, RMS
+    high-pass disagreement along the axis in metres); anisotropy 0 when too few frames remain."""
+    high_pass = disagreement - smooth(disagreement, sigma)
+    usable = valid.copy()
+    if margin > 0:
+        usable[:margin] = usable[-margin:] = False
+        unobserved = np.flatnonzero(~valid)
+        for shift in range(1, margin + 1):  # frames within `margin` of an unobserved one
+            usable[np.clip(unobserved - shift, 0, len(valid) - 1)] = False
+            usable[np.clip(unobserved + shift, 0, len(valid) - 1)] = False
+    if usable.sum() < 3:
+        return np.array([0.0, 0.0, 1.0]), 0.0, 0.0
+    rows = high_pass[usable]
+    size = np.linalg.norm(rows, axis=1)  # one wild frame must not set the axis: its length is capped
+    rows = rows * np.minimum(1.0, OUTLIER_FACTOR * np.median(size) / np.maximum(size, 1e-12))[:, None]
+    eigenvalues, eigenvectors = np.linalg.eigh(rows.T @ rows)
+    anisotropy = float(eigenvalues[-1] / max(eigenvalues[:2].sum(), 1e-18))
+    return eigenvectors[:, -1], anisotropy, float(np.sqrt(max(eigenvalues[-1], 0.0) / len(rows)))
+
+
+def track_depth_axis(refined: np.ndarray, observed: np.ndarray, valid: np.ndarray, fps: float,
+                     config: AnchorConfig = AnchorConfig()) -> np.ndarray | None:
+    """The track's depth axis (3,), or None when the track is to be left alone. refined (T, 21, 3) (for
+    several samples: their mean); observed (T, 21, 3), any value where not valid; valid (T,)."""
+    valid = np.asarray(valid, bool) & np.isfinite(observed).all((1, 2))
+    if valid.sum() < config.min_frames:
+        return None
+    observed = np.where(valid[:, None, None], observed, 0.0)
+    disagreement = _interpolate_unobserved((observed - refined).mean(1), valid)
+    sigma = config.axis_seconds * fps
+    axis, anisotropy, depth_jitter = depth_axis(disagreement, valid, sigma, margin=int(np.ceil(3 * sigma)))
+    usable_enough = anisotropy >= config.min_anisotropy and depth_jitter >= config.min_depth_jitter
+    return axis if usable_enough else None
 
 
 def interior_gaps(valid: np.ndarray) -> list[tuple[int, int]]:
@@ -67,13 +131,14 @@ def interior_gaps(valid: np.ndarray) -> list[tuple[int, int]]:
 def interpolate_gaps(keypoints3d: np.ndarray, valid: np.ndarray, axis: np.ndarray, max_frames: float
                      ) -> np.ndarray:
     """(T, 21, 3) -> (T, 21, 3): in each interior gap of at most `max_frames` frames, the whole-hand position
-    follows a cubic spline through the observed frames across `axis` and a straight line along it."""
+    follows a smoothing spline (roughness chosen by generalised cross-validation) through the observed frames
+    across `axis` and a straight line along it."""
     gaps = [(a, b) for a, b in interior_gaps(valid) if b - a <= max_frames]
-    if not gaps:
+    if not gaps or valid.sum() < 5:
         return keypoints3d
     centre = keypoints3d.mean(1)
     frames = np.arange(len(valid))
-    spline = CubicSpline(frames[valid], centre[valid], axis=0)
+    spline = make_smoothing_spline(frames[valid], centre[valid], axis=0)
     target = centre.copy()
     for start, stop in gaps:
         inside = frames[start:stop]
@@ -85,38 +150,44 @@ def interpolate_gaps(keypoints3d: np.ndarray, valid: np.ndarray, axis: np.ndarra
 
 
 def remove_scale_flicker(observed: np.ndarray, refined: np.ndarray, valid: np.ndarray, sigma: float,
-                         shrink: float) -> np.ndarray:
+                         shrink: float, max_flicker: float = 0.2) -> np.ndarray:
     """observed, refined (T, 21, 3), valid (T,) -> observed with its fast per-frame scale about its own wrist,
-    relative to the refined hand, scaled down by `shrink` (invalid frames unchanged)."""
+    relative to the refined hand and bounded to ±max_flicker, scaled down by `shrink` (invalid frames
+    unchanged)."""
     about_wrist = observed - observed[:, :1]
     reference = refined - refined[:, :1]
     scale = (about_wrist * reference).sum((1, 2)) / np.maximum((reference**2).sum((1, 2)), 1e-18)
-    frames = np.arange(len(valid))
-    scale = np.interp(frames, frames[valid], scale[valid])
-    fast = scale - gaussian_filter1d(scale, sigma, mode="nearest")
+    scale = _interpolate_unobserved(scale[:, None], valid)[:, 0]
+    fast = np.clip(scale - smooth(scale, sigma), -max_flicker, max_flicker)
     corrected = observed[:, :1] + about_wrist / (1 + shrink * fast)[:, None, None]
     return np.where(valid[:, None, None], corrected, observed)
 
 
 def anchor_track(refined: np.ndarray, observed: np.ndarray, valid: np.ndarray, fps: float,
-                 config: AnchorConfig = AnchorConfig()) -> np.ndarray:
-    """One track. refined (T, 21, 3) metres; observed (T, 21, 3) metres, any value where not valid; valid (T,).
-    Returns the anchored (T, 21, 3) keypoints (a new array; `refined` unchanged when the track is skipped)."""
+                 config: AnchorConfig = AnchorConfig(), axis: np.ndarray | None = None) -> np.ndarray:
+    """One track. refined (T, 21, 3) metres; observed (T, 21, 3) metres, any value where not valid; valid (T,);
+    axis: the depth axis (default: `track_depth_axis` of this track; several samples of one track should share
+    the axis of their mean). Returns the anchored (T, 21, 3) keypoints (a copy of `refined` when the track is
+    left alone)."""
     valid = np.asarray(valid, bool) & np.isfinite(observed).all((1, 2))
-    if valid.sum() < config.min_frames:
+    if axis is None:
+        axis = track_depth_axis(refined, observed, valid, fps, config)
+    if axis is None or not valid.any():
         return refined.copy()
-    observed = np.nan_to_num(observed)
+    observed = np.where(valid[:, None, None], observed, 0.0)
     if config.scale_shrink > 0:
-        observed = remove_scale_flicker(observed, refined, valid, config.scale_seconds * fps, config.scale_shrink)
-    disagreement = np.where(valid[:, None], (observed - refined).mean(1), 0.0)
-    frames = np.arange(len(valid))
-    filled = np.stack([np.interp(frames, frames[valid], disagreement[valid, k]) for k in range(3)], 1)
-    axis, anisotropy = depth_axis(filled, valid)
-    if anisotropy < config.min_anisotropy:
-        return refined.copy()
-    observed_offset = _smooth_observed(filled, valid, config.across_seconds * fps)
+        observed = remove_scale_flicker(observed, refined, valid, config.scale_seconds * fps, config.scale_shrink,
+                                        config.max_flicker)
+    disagreement = clip_outliers((observed - refined).mean(1), valid)
+    disagreement = _interpolate_unobserved(disagreement, valid)
+    # smoothed over observed frames only (normalised convolution), then interpolated across the unobserved
+    weight = valid.astype(np.float64)
+    sigma = config.across_seconds * fps
+    numerator = gaussian_filter1d(disagreement * weight[:, None], sigma, axis=0, mode="nearest")
+    observed_offset = numerator / np.maximum(gaussian_filter1d(weight, sigma, mode="nearest"), 1e-12)[:, None]
+    observed_offset = _interpolate_unobserved(observed_offset, valid)
     across = observed_offset - np.outer(observed_offset @ axis, axis)
     depth = refined.mean(1) @ axis
-    along = gaussian_filter1d(depth, config.along_seconds * fps, mode="nearest") - depth
+    along = smooth(depth, config.along_seconds * fps) - depth
     anchored = refined + (across + np.outer(along, axis))[:, None]
     return interpolate_gaps(anchored, valid, axis, config.gap_seconds * fps)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handcli.diffusion.anchoring import AnchorConfig, anchor_track
+from handcli.diffusion.anchoring import AnchorConfig, anchor_track, track_depth_axis
 from handcli.diffusion.conditions import build_conditions, project_bones, track_bone_lengths
 from handcli.diffusion.model import RefinerBackbone
 from handcli.diffusion.sampling import sample
@@ -116,17 +116,19 @@ class Refiner:
         frame_times = np.arange(num_frames) / fps
         for track, track_samples, track_probs in zip(tracks, refined, probabilities):
             span_times = frame_times[track.first:track.last + 1] - frame_times[track.first]
-            for s, values in enumerate(track_samples):
-                flat = values.reshape(len(values), -1)
-                on_span = np.stack([np.interp(span_times, track.times, flat[:, k]) for k in range(flat.shape[1])], 1)
-                on_span = on_span.reshape(-1, 21, 3)
-                if anchor is not None:
-                    span = slice(track.first, track.last + 1)
-                    on_span = anchor_track(on_span, keypoints3d[track.index, span], valid[track.index, span], fps,
-                                           anchor)
-                output[s, track.index, track.first:track.last + 1] = on_span
-                output[s, track.index, :track.first] = on_span[0]
-                output[s, track.index, track.last + 1:] = on_span[-1]
+            flat = track_samples.reshape(len(track_samples), len(track.times), -1)
+            on_span = np.stack([[np.interp(span_times, track.times, values[:, k]) for k in range(values.shape[1])]
+                                for values in flat]).transpose(0, 2, 1).reshape(len(flat), -1, 21, 3)
+            if anchor is not None:  # one depth axis per track (from the samples' mean), each sample anchored
+                span = slice(track.first, track.last + 1)
+                observed, seen = keypoints3d[track.index, span], valid[track.index, span]
+                axis = track_depth_axis(on_span.mean(0), observed, seen, fps, anchor)
+                if axis is not None:
+                    on_span = np.stack([anchor_track(values, observed, seen, fps, anchor, axis) for values in on_span])
+            for s, values in enumerate(on_span):
+                output[s, track.index, track.first:track.last + 1] = values
+                output[s, track.index, :track.first] = values[0]
+                output[s, track.index, track.last + 1:] = values[-1]
             nearest = np.clip(np.rint(span_times * MODEL_FPS).astype(int), 0, len(track.times) - 1)
             span_states = track_probs.argmax(-1)[nearest]
             states[track.index, track.first:track.last + 1] = span_states
