@@ -38,7 +38,7 @@ class AnchorConfig:
     gap_seconds: float = 0.5  # longest unobserved stretch whose whole-hand path is interpolated (0 = none)
     min_anisotropy: float = 2.0  # variance along the axis / variance across it, below which nothing changes
     min_depth_jitter: float = 0.0005  # m, RMS high-pass disagreement along the axis below which nothing changes
-    min_frames: int = 16  # observed frames (away from the track's ends and gaps) needed to estimate the axis
+    min_frames: int = 16  # observed frames needed to estimate the axis
 
 
 OUTLIER_FACTOR = 5.0  # a frame further than this many medians from the typical one is an outlier
