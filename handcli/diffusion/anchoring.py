@@ -1,8 +1,9 @@
 """Depth-aware anchoring: split the refined whole-hand position along and across the input's depth axis.
 
 A per-frame monocular estimator is precise across the viewing ray and unreliable along it: its errors move the
-whole hand back and forth along one direction (the depth axis). The refiner estimates that axis as the
-principal axis of the high-pass whole-hand disagreement between the input and the refined motion, then
+whole hand back and forth along one direction (the depth axis). When the camera is known (the input carries
+intrinsics), that axis is each frame's camera ray through the hand; otherwise the refiner estimates it as the
+principal axis of the high-pass whole-hand disagreement between the input and the refined motion. Then it
 - across the axis, puts the refined hand's position back on the observations (lightly smoothed), because the
   diffusion model's temporal prior lags true motion there more than the observations err. The observations'
   per-frame scale flicker about the wrist (monocular scale ambiguity; it moves the hand's centre) is first
@@ -76,18 +77,25 @@ def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[pad:pad + len(values)]
 
 
+def along(vectors: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """(T, 3) -> (T, 3): each vector's component along `axis`, one unit vector (3,) or one per frame (T, 3)."""
+    return (vectors * axis).sum(-1, keepdims=True) * axis
+
+
 def _interpolate_unobserved(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """(T, k) -> (T, k): unobserved rows linearly interpolated from the observed ones (held at the ends)."""
     frames = np.arange(len(valid))
     return np.stack([np.interp(frames, frames[valid], values[valid, k]) for k in range(values.shape[1])], 1)
 
 
-def depth_axis(disagreement: np.ndarray, valid: np.ndarray, sigma: float = 1.0, margin: int = 0
-               ) -> tuple[np.ndarray, float, float]:
+def depth_axis(disagreement: np.ndarray, valid: np.ndarray, sigma: float = 1.0, margin: int = 0,
+               rays: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
     """disagreement (T, 3) whole-hand observed - refined, finite everywhere; valid (T,); sigma: high-pass width
     in frames; margin: frames next to the track's ends and to unobserved frames left out (the high-pass is
-    unreliable there). Returns (unit axis (3,), anisotropy = largest eigenvalue / sum of the other two, RMS
-    high-pass disagreement along the axis in metres); anisotropy 0 when too few frames remain."""
+    unreliable there); rays: (T, 3) unit camera rays when the camera is known (they are then the axis).
+    Returns (axis: unit (3,), or `rays`; anisotropy = variance along the axis / variance across it; RMS
+    high-pass disagreement along the axis in metres); anisotropy 0 when too few frames remain.
+    Without rays the axis is the principal one, so the anisotropy is the largest eigenvalue / the other two."""
     high_pass = disagreement - smooth(disagreement, sigma)
     usable = valid.copy()
     if margin > 0:
@@ -101,22 +109,33 @@ def depth_axis(disagreement: np.ndarray, valid: np.ndarray, sigma: float = 1.0, 
     rows = high_pass[usable]
     size = np.linalg.norm(rows, axis=1)  # one wild frame must not set the axis: its length is capped
     rows = rows * np.minimum(1.0, OUTLIER_FACTOR * np.median(size) / np.maximum(size, 1e-12))[:, None]
+    if rays is not None:
+        energy_along = float((along(rows, rays[usable]) ** 2).sum())
+        energy_across = float((rows**2).sum()) - energy_along
+        return rays, energy_along / max(energy_across, 1e-18), float(np.sqrt(energy_along / len(rows)))
     eigenvalues, eigenvectors = np.linalg.eigh(rows.T @ rows)
     anisotropy = float(eigenvalues[-1] / max(eigenvalues[:2].sum(), 1e-18))
     return eigenvectors[:, -1], anisotropy, float(np.sqrt(max(eigenvalues[-1], 0.0) / len(rows)))
 
 
 def track_depth_axis(refined: np.ndarray, observed: np.ndarray, valid: np.ndarray, fps: float,
-                     config: AnchorConfig = AnchorConfig()) -> np.ndarray | None:
-    """The track's depth axis (3,), or None when the track is to be left alone. refined (T, 21, 3) (for
-    several samples: their mean); observed (T, 21, 3), any value where not valid; valid (T,)."""
+                     config: AnchorConfig = AnchorConfig(), camera: bool = False) -> np.ndarray | None:
+    """The track's depth axis, or None when the track is to be left alone. refined (T, 21, 3) (for several
+    samples: their mean); observed (T, 21, 3), any value where not valid; valid (T,). camera: the keypoints are
+    in a known camera's frame (the input came with intrinsics), so the depth axis of each frame is the camera
+    ray through the refined hand's centre, (T, 3); otherwise one axis (3,) is estimated from the data."""
     valid = np.asarray(valid, bool) & np.isfinite(observed).all((1, 2))
     if valid.sum() < config.min_frames:
         return None
     observed = np.where(valid[:, None, None], observed, 0.0)
     disagreement = _interpolate_unobserved((observed - refined).mean(1), valid)
     sigma = config.axis_seconds * fps
-    axis, anisotropy, depth_jitter = depth_axis(disagreement, valid, sigma, margin=int(np.ceil(3 * sigma)))
+    rays = None
+    if camera:
+        centre = refined.mean(1)
+        rays = centre / np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-12)
+    axis, anisotropy, depth_jitter = depth_axis(disagreement, valid, sigma, margin=int(np.ceil(3 * sigma)),
+                                                rays=rays)
     usable_enough = anisotropy >= config.min_anisotropy and depth_jitter >= config.min_depth_jitter
     return axis if usable_enough else None
 
@@ -132,7 +151,7 @@ def interpolate_gaps(keypoints3d: np.ndarray, valid: np.ndarray, axis: np.ndarra
                      ) -> np.ndarray:
     """(T, 21, 3) -> (T, 21, 3): in each interior gap of at most `max_frames` frames, the whole-hand position
     follows a smoothing spline (roughness chosen by generalised cross-validation) through the observed frames
-    across `axis` and a straight line along it."""
+    across `axis` ((3,) or per frame (T, 3)) and a straight line along it."""
     gaps = [(a, b) for a, b in interior_gaps(valid) if b - a <= max_frames]
     if not gaps or valid.sum() < 5:
         return keypoints3d
@@ -145,7 +164,7 @@ def interpolate_gaps(keypoints3d: np.ndarray, valid: np.ndarray, axis: np.ndarra
         curve = spline(inside)
         weight = ((inside - (start - 1)) / (stop - start + 1))[:, None]
         line = centre[start - 1] * (1 - weight) + centre[stop] * weight
-        target[start:stop] = curve + np.outer((line - curve) @ axis, axis)
+        target[start:stop] = curve + along(line - curve, axis[start:stop] if axis.ndim == 2 else axis)
     return keypoints3d + (target - centre)[:, None]
 
 
@@ -166,8 +185,8 @@ def remove_scale_flicker(observed: np.ndarray, refined: np.ndarray, valid: np.nd
 def anchor_track(refined: np.ndarray, observed: np.ndarray, valid: np.ndarray, fps: float,
                  config: AnchorConfig = AnchorConfig(), axis: np.ndarray | None = None) -> np.ndarray:
     """One track. refined (T, 21, 3) metres; observed (T, 21, 3) metres, any value where not valid; valid (T,);
-    axis: the depth axis (default: `track_depth_axis` of this track; several samples of one track should share
-    the axis of their mean). Returns the anchored (T, 21, 3) keypoints (a copy of `refined` when the track is
+    axis: the depth axis, (3,) or per frame (T, 3) (default: `track_depth_axis` of this track without a camera;
+    several samples of one track should share the axis of their mean). Returns the anchored (T, 21, 3) keypoints (a copy of `refined` when the track is
     left alone)."""
     valid = np.asarray(valid, bool) & np.isfinite(observed).all((1, 2))
     if axis is None:
@@ -186,8 +205,7 @@ def anchor_track(refined: np.ndarray, observed: np.ndarray, valid: np.ndarray, f
     numerator = gaussian_filter1d(disagreement * weight[:, None], sigma, axis=0, mode="nearest")
     observed_offset = numerator / np.maximum(gaussian_filter1d(weight, sigma, mode="nearest"), 1e-12)[:, None]
     observed_offset = _interpolate_unobserved(observed_offset, valid)
-    across = observed_offset - np.outer(observed_offset @ axis, axis)
-    depth = refined.mean(1) @ axis
-    along = smooth(depth, config.along_seconds * fps) - depth
-    anchored = refined + (across + np.outer(along, axis))[:, None]
+    across = observed_offset - along(observed_offset, axis)
+    depth = (refined.mean(1) * axis).sum(-1, keepdims=True)
+    anchored = refined + (across + (smooth(depth, config.along_seconds * fps) - depth) * axis)[:, None]
     return interpolate_gaps(anchored, valid, axis, config.gap_seconds * fps)

@@ -87,8 +87,8 @@ class Refiner:
         keypoints2d: (H, T, 21, 3) [u, v, confidence] pixels or None; K: (3, 3) or None (2D unused then).
         samples = 1 follows the mean path of the reverse chain (PAD-Hand eq. 16; deterministic); samples > 1
         draws that many stochastic reverse chains (deterministic for a given seed on CPU) and returns their mean.
-        anchor: depth-aware anchoring of each sample's whole-hand position (handcli.diffusion.anchoring);
-        None keeps the diffusion model's positions.
+        anchor: depth-aware anchoring of each sample's whole-hand position (handcli.diffusion.anchoring; with K
+        the depth axis is the camera ray); None keeps the diffusion model's positions.
         """
         keypoints3d = np.asarray(keypoints3d, np.float64)
         valid = np.asarray(valid, bool)
@@ -122,7 +122,7 @@ class Refiner:
             if anchor is not None:  # one depth axis per track (from the samples' mean), each sample anchored
                 span = slice(track.first, track.last + 1)
                 observed, seen = keypoints3d[track.index, span], valid[track.index, span]
-                axis = track_depth_axis(on_span.mean(0), observed, seen, fps, anchor)
+                axis = track_depth_axis(on_span.mean(0), observed, seen, fps, anchor, camera=K is not None)
                 if axis is not None:
                     on_span = np.stack([anchor_track(values, observed, seen, fps, anchor, axis) for values in on_span])
             for s, values in enumerate(on_span):
