@@ -55,6 +55,15 @@ def _resample(values: np.ndarray, valid: np.ndarray, source_times: np.ndarray, t
     return out, ok
 
 
+def to_frames(values: np.ndarray, model_times: np.ndarray, frame_times: np.ndarray) -> np.ndarray:
+    """Linear interpolation from the model's time grid to the input's frames. (L, 21, 3) -> (M, 21, 3)."""
+    if len(model_times) == len(frame_times) and np.allclose(model_times, frame_times):
+        return values
+    flat = values.reshape(len(values), -1)
+    out = np.stack([np.interp(frame_times, model_times, flat[:, k]) for k in range(flat.shape[1])], 1)
+    return out.reshape(len(frame_times), *values.shape[1:])
+
+
 class Refiner:
     """Physics-aware conditional shift-diffusion refiner over keypoint tracks."""
 
@@ -116,9 +125,8 @@ class Refiner:
         frame_times = np.arange(num_frames) / fps
         for track, track_samples, track_probs in zip(tracks, refined, probabilities):
             span_times = frame_times[track.first:track.last + 1] - frame_times[track.first]
-            flat = track_samples.reshape(len(track_samples), len(track.times), -1)
-            on_span = np.stack([[np.interp(span_times, track.times, values[:, k]) for k in range(values.shape[1])]
-                                for values in flat]).transpose(0, 2, 1).reshape(len(flat), -1, 21, 3)
+            on_span = np.stack([to_frames(values, track.times, span_times) for values in track_samples]
+                               ).astype(np.float64)
             if anchor is not None:  # one depth axis per track (from the samples' mean), each sample anchored
                 span = slice(track.first, track.last + 1)
                 observed, seen = keypoints3d[track.index, span], valid[track.index, span]

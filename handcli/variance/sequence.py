@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from handcli.diffusion.conditions import POSITION_SCALE, build_conditions
-from handcli.diffusion.refiner import Refiner
+from handcli.diffusion.refiner import Refiner, to_frames
 from handcli.diffusion.windows import blend, cut, plan_windows
 from handcli.variance.posterior import VariancePosterior
 from handcli.variance.propagate import propagate
@@ -79,17 +79,8 @@ def sequence_variance(refiner: Refiner, posterior: VariancePosterior, keypoints3
         span_times = frame_times[track.first:track.last + 1] - frame_times[track.first]
         for values, out in ((blend(means[mine], plan, length), mean_out),
                             (blend(variances[mine], plan, length), variance_out)):
-            on_span = _to_frames(values, track.times, span_times)
+            on_span = to_frames(values, track.times, span_times)
             out[track.index, track.first:track.last + 1] = on_span
             out[track.index, :track.first] = on_span[0]
             out[track.index, track.last + 1:] = on_span[-1]
     return SequenceVariance(mean_out, np.maximum(variance_out, 0.0))
-
-
-def _to_frames(values: np.ndarray, model_times: np.ndarray, frame_times: np.ndarray) -> np.ndarray:
-    """Linear interpolation from the model's time grid to the input's frames. (L, 21, 3) -> (M, 21, 3)."""
-    if len(model_times) == len(frame_times) and np.allclose(model_times, frame_times):
-        return values
-    flat = values.reshape(len(values), -1)
-    out = np.stack([np.interp(frame_times, model_times, flat[:, k]) for k in range(flat.shape[1])], 1)
-    return out.reshape(len(frame_times), *values.shape[1:])
