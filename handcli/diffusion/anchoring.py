@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.interpolate import make_smoothing_spline
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import binary_dilation, gaussian_filter1d
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,8 @@ def depth_axis(disagreement: np.ndarray, valid: np.ndarray, sigma: float = 1.0, 
     Without rays the axis is the principal one, so the anisotropy is the largest eigenvalue / the other two."""
     high_pass = disagreement - smooth(disagreement, sigma)
     usable = valid.copy()
-    if margin > 0:
-        usable[:margin] = usable[-margin:] = False
-        unobserved = np.flatnonzero(~valid)
-        for shift in range(1, margin + 1):  # frames within `margin` of an unobserved one
-            usable[np.clip(unobserved - shift, 0, len(valid) - 1)] = False
-            usable[np.clip(unobserved + shift, 0, len(valid) - 1)] = False
+    if margin > 0:  # beyond the ends counts as unobserved
+        usable &= ~binary_dilation(~valid, iterations=margin, border_value=1)
     if usable.sum() < 3:
         return np.array([0.0, 0.0, 1.0]), 0.0, 0.0
     rows = high_pass[usable]
@@ -198,8 +194,8 @@ def anchor_track(refined: np.ndarray, observed: np.ndarray, valid: np.ndarray, f
         observed = remove_scale_flicker(observed, refined, valid, config.scale_seconds * fps, config.scale_shrink,
                                         config.max_flicker)
     disagreement = clip_outliers((observed - refined).mean(1), valid)
-    disagreement = _interpolate_unobserved(disagreement, valid)
-    # smoothed over observed frames only (normalised convolution), then interpolated across the unobserved
+    # smoothed over observed frames only (normalised convolution: unobserved rows weigh 0), then interpolated
+    # across the unobserved
     weight = valid.astype(np.float64)
     sigma = config.across_seconds * fps
     numerator = gaussian_filter1d(disagreement * weight[:, None], sigma, axis=0, mode="nearest")
