@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.handcli-installed
 
-.PHONY: setup system-deps demo test weights hand-model sample bench clean
+.PHONY: setup system-deps demo test weights hand-model sample bench bench-video clean
 
 setup: system-deps $(STAMP)
 
@@ -57,6 +57,11 @@ sample: setup
 # ("## all stages" section; run it on an otherwise idle machine: ~20-30 min on 2 cores)
 bench: setup
 	$(BIN)/python scripts/bench_all.py
+
+# the video benchmark's held-out split: FPHA subject 4 rendered in three camera situations, every stage scored
+# against exact 3D ground truth (docs/video_bench.md; needs ../shared; renders cached in .bench-video/)
+bench-video: setup
+	$(BIN)/python scripts/video_bench.py --split test
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

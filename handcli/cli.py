@@ -34,6 +34,9 @@ _VERBOSE = typer.Option(False, "--verbose", "-v", help="Show details (tracebacks
 _DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda")
 _HAND_MODEL = typer.Option("open", "--hand-model", help="open (bundled, default) | mano (needs MANO files)")
 _MANO_DIR = typer.Option(None, "--mano-dir", help="Folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl.")
+_IMAGE_FIT = typer.Option(True, "--image-fit/--no-image-fit", help="Fit the hand model to the 2D keypoints "
+                          "through the camera (default, when the input has them); --no-image-fit: fit the "
+                          "lifted 3D keypoints instead.")
 
 
 def _print_version(value: bool) -> None:
@@ -158,6 +161,7 @@ def run(
     hand_model: str = _HAND_MODEL,
     mano_dir: Optional[Path] = _MANO_DIR,
     seed: int = typer.Option(0, "--seed"),
+    image_fit: bool = _IMAGE_FIT,
     verbose: bool = _VERBOSE,
 ) -> None:
     """Run the whole pipeline on a video: detect -> estimate -> refine, each stage cached."""
@@ -171,7 +175,7 @@ def run(
         _check_output_path(out)
         config = stage.RunConfig(
             detect=DetectConfig(focal=focal, fov=fov, min_frames=2),
-            estimate=EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device),
+            estimate=EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit),
             refine=RefineConfig(device=device, seed=seed, hand_model=hand_model, mano_dir=mano_dir),
             force=force)
         cache = work_dir or (out.parent / ".handcli-cache")
@@ -217,6 +221,7 @@ def estimate(
     hand_model: str = _HAND_MODEL,
     mano_dir: Optional[Path] = _MANO_DIR,
     device: str = _DEVICE,
+    image_fit: bool = _IMAGE_FIT,
     verbose: bool = _VERBOSE,
 ) -> None:
     """Fit the hand model per frame (pose, orientation, translation; one shape per track)."""
@@ -225,7 +230,7 @@ def estimate(
         from handcli.stages import estimate as stage
 
         _check_output_path(out)
-        config = stage.EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device)
+        config = stage.EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit)
         _write_stage_result(stage.estimate_file(input, config), out, "estimate")
 
     _guarded(action, verbose)

@@ -66,7 +66,10 @@ class FrameProblem:
         self.orient_scale, self.pose_scale, self.transl_scale, self.shape_scale = scales
         self.to_mano21 = [MANO21_TO_CANONICAL.index(k) for k in range(21)]
         self.ancestors = _ancestors().to(points.device)
-        self.pairs = self.ancestors.nonzero(as_tuple=True)  # (keypoint, ancestor joint) index pairs
+        # (keypoint, ancestor joint) index pairs, plus (wrist, root): the root turns nothing at the wrist
+        # itself (a zero column), but it does turn a point riding on the root (`points` of _frame_jacobian)
+        self.pairs = (self.ancestors | (torch.arange(21)[:, None] + torch.arange(16) == 0).to(points.device)
+                      ).nonzero(as_tuple=True)
         self.pair_scale = torch.where(self.pairs[1] == 0, MM / self.orient_scale, MM / self.pose_scale).to(points.dtype)
         zero = torch.zeros(1, model.num_betas, dtype=points.dtype, device=points.device)
         rest_dirs = torch.autograd.functional.jacobian(lambda b: model.rest_joints21(b)[0], zero)[:, :, 0]  # (21, 3, nb)
@@ -157,14 +160,17 @@ class FrameProblem:
         frame_step = -(inv_a_g + (inv_a_b @ shape_step[self.track][..., None])[..., 0])
         return frame_step, shape_step
 
-    def _frame_jacobian(self, predicted, world) -> torch.Tensor:
+    def _frame_jacobian(self, predicted, world, points=None) -> torch.Tensor:
         """d keypoints (mm) / d scaled frame variables: (n, 21, 3) MANO21, (n, 16, 3, 3) -> (n, 63, 51).
 
         A right increment d of joint j turns keypoint k by (W_j d) x (p_k - p_j): column c of the block is
-        w_jc x (p_k - p_j), w_jc the c-th column of W_j. Only the 50 (keypoint, ancestor) pairs are nonzero."""
+        w_jc x (p_k - p_j), w_jc the c-th column of W_j. Only the 50 (keypoint, ancestor) pairs are nonzero.
+        points (n, 21, 3) MANO21: where the tracked points are, if not at the keypoints themselves (points
+        riding rigidly on each keypoint's parent bone, e.g. a detector's landmark convention)."""
         n = predicted.shape[0]
         keypoint, joint = self.pairs
-        offsets = predicted[:, keypoint] - predicted[:, joint]  # (n, P, 3)
+        points = predicted if points is None else points
+        offsets = points[:, keypoint] - predicted[:, joint]  # (n, P, 3)
         columns = world[:, joint].transpose(-1, -2)  # (n, P, 3 columns, 3)
         blocks = torch.linalg.cross(columns, offsets[:, :, None].expand_as(columns), dim=-1)  # (n, P, c, xyz)
         blocks = blocks * self.pair_scale[:, None, None]

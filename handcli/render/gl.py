@@ -57,15 +57,17 @@ class GLRenderer:
 
     name = "gl"
 
-    def __init__(self, width: int, height: int, samples: int = 0):
+    def __init__(self, width: int, height: int, samples: int = 0, ambient: float = AMBIENT,
+                 light_direction: np.ndarray = LIGHT_DIRECTION):
+        """ambient in [0, 1] and unit light_direction (surface towards light, camera frame): scene.lambert's."""
         import moderngl
 
         self.width, self.height = int(width), int(height)
         self.ctx = moderngl.create_standalone_context(backend="egl")
         self.samples = min(samples, self.ctx.max_samples) if samples > 1 else 0
         self.program = self.ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
-        self.program["light_direction"].value = tuple(float(x) for x in LIGHT_DIRECTION)
-        self.program["ambient"].value = AMBIENT
+        self.program["light_direction"].value = tuple(float(x) for x in light_direction)
+        self.program["ambient"].value = float(ambient)
         self.vertex_buffer = self.ctx.buffer(reserve=1 << 16, dynamic=True)
         self.index_buffer = self.ctx.buffer(reserve=1 << 16, dynamic=True)
         self.vertex_array = self.ctx.vertex_array(

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 
 from handcli.render.camera import NEAR, project
-from handcli.render.scene import EMPTY_LAYER, Layer, Mesh, face_normals, lambert, screen_box
+from handcli.render.scene import (AMBIENT, EMPTY_LAYER, LIGHT_DIRECTION, Layer, Mesh, face_normals, lambert,
+                                  screen_box)
 
 _SUBPIXEL_BITS = 4
 
@@ -22,8 +23,9 @@ class PainterRenderer:
 
     name = "painter"
 
-    def __init__(self, width: int, height: int):
+    def __init__(self, width: int, height: int, ambient: float = AMBIENT, light_direction: np.ndarray = LIGHT_DIRECTION):
         self.width, self.height = int(width), int(height)
+        self.ambient, self.light_direction = float(ambient), np.asarray(light_direction, np.float64)
 
     def render(self, meshes: list[Mesh], K: np.ndarray) -> Layer:
         """Meshes in camera coordinates, intrinsics K (3, 3) -> the covered patch of the image."""
@@ -45,7 +47,7 @@ class PainterRenderer:
             if mesh.outward:  # back faces of a closed mesh are always covered: skipping halves the work
                 front = np.einsum("ij,ij->i", normals, centres) < 0
                 faces, triangles, centres, normals = faces[front], triangles[front], centres[front], normals[front]
-            shade = lambert(normals, centres)
+            shade = lambert(normals, centres, self.ambient, self.light_direction)
             pixels, _ = project(triangles, K)
             corners.append(pixels)
             depth.append(centres[:, 2])

@@ -8,6 +8,7 @@ import numpy as np
 
 from handcli.render.camera import NEAR, project
 
+# the default lighting; renderers take other values per instance (the video benchmark varies them)
 AMBIENT = 0.35
 # headlight from slightly above the camera (y is down), pointing from the surface towards the light
 LIGHT_DIRECTION = np.array([0.25, -0.45, -1.0]) / np.linalg.norm([0.25, -0.45, -1.0])
@@ -98,8 +99,10 @@ class VertexNormals:
         return (normals / np.maximum(length, 1e-12)).astype(np.float32)
 
 
-def lambert(normals: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Lambert + ambient intensity (N,) in [AMBIENT, 1] for normals (N, 3) at positions (N, 3).
+def lambert(normals: np.ndarray, positions: np.ndarray, ambient: float = AMBIENT,
+            light_direction: np.ndarray = LIGHT_DIRECTION) -> np.ndarray:
+    """Lambert + ambient intensity (N,) in [ambient, 1] for normals (N, 3) at positions (N, 3); the light
+    shines from unit `light_direction` (surface towards light).
 
     Normals are turned to face the viewer first: meshes are drawn two-sided, so a mirrored (left) hand or
     a mesh with inconsistent winding is lit the same way.
@@ -107,5 +110,5 @@ def lambert(normals: np.ndarray, positions: np.ndarray) -> np.ndarray:
     towards_viewer = np.einsum("ij,ij->i", normals, -positions) >= 0
     facing = np.where(towards_viewer[:, None], normals, -normals)
     length = np.linalg.norm(facing, axis=1)
-    diffuse = np.clip(facing @ LIGHT_DIRECTION / np.maximum(length, 1e-12), 0, 1)
-    return AMBIENT + (1 - AMBIENT) * diffuse
+    diffuse = np.clip(facing @ np.asarray(light_direction) / np.maximum(length, 1e-12), 0, 1)
+    return ambient + (1 - ambient) * diffuse

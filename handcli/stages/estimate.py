@@ -1,7 +1,9 @@
 """estimate stage: fit the hand model per frame (pose, orientation, translation; one shape per track).
 
-Takes any supported per-frame input: `handcli detect` output (metric keypoints lifted from MediaPipe), or
-keypoints from motion capture and other tools, through the importers (handcli.inputs).
+Takes any supported per-frame input through the importers (handcli.inputs). With `handcli detect` output
+(2D keypoints, MediaPipe's world landmarks and the camera K) the hand model is fitted to the image
+(handcli.fitting.image: reprojection, a hand-size prior, the world landmarks as articulation prior); inputs
+that carry only 3D keypoints (motion capture, other tools) get the 3D keypoint fit (handcli.fitting.fit).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from handcli.artifacts import Artifact, file_digest, make_meta
 from handcli.device import resolve_device
@@ -24,6 +28,14 @@ class EstimateConfig:
     # Levenberg-Marquardt iterations: on real detections 5 leave 3.73 mm mean fit error against 10's 3.63 mm
     # for half the time (the refiner follows anyway); the FPHA fit floor in docs/hand_models.md uses more
     iterations: int = 5
+    # fit to the 2D keypoints when the input has them (False: the 3D fit to the lifted world landmarks, the
+    # pre-#12 estimate, kept as the benchmark's baseline)
+    image_fit: bool = True
+
+
+def can_fit_image(artifact: Artifact) -> bool:
+    """The artifact carries what the image fit needs: 2D keypoints, world landmarks and intrinsics."""
+    return all(getattr(artifact, name) is not None for name in ("keypoints2d", "world_landmarks", "K"))
 
 
 def estimate(artifact: Artifact, config: EstimateConfig) -> Artifact:
@@ -41,10 +53,21 @@ def estimate(artifact: Artifact, config: EstimateConfig) -> Artifact:
     device = resolve_device(config.device)
     model = load_hand_model(config.hand_model, config.mano_dir)
     started = time.perf_counter()
-    fit = fit_keypoints(model, artifact.keypoints3d, artifact.valid, artifact.is_right,
-                        iterations=config.iterations, device=str(device))
+    method = "image" if config.image_fit and can_fit_image(artifact) else "keypoints3d"
+    if method == "image":
+        from handcli.fitting.image import fit_to_image
+
+        fit = fit_to_image(model, artifact.world_landmarks, artifact.keypoints2d, artifact.valid, artifact.is_right,
+                           artifact.K, artifact.fps, device=str(device))
+    else:
+        fit = fit_keypoints(model, artifact.keypoints3d, artifact.valid, artifact.is_right,
+                            iterations=config.iterations, device=str(device))
     meta = make_meta("estimate", hand_model=config.hand_model, config=meta_config,
                      timings={"fit_s": time.perf_counter() - started}, previous=artifact.meta)
+    meta["fit"] = method
+    if method == "image":
+        meta["reprojection_px_median"] = float(np.nanmedian(fit.reprojection_px)) if np.isfinite(
+            fit.reprojection_px).any() else None
     return artifact.replace(keypoints3d=fit.keypoints3d_fit, global_orient=fit.global_orient,
                             hand_pose=fit.hand_pose, transl=fit.transl, betas=fit.betas, meta=meta)
 
