@@ -43,16 +43,19 @@ class FitResult:
 
 def fit_keypoints(model, keypoints3d, valid, is_right, *, iterations: int = 10, device: str = "cpu",
                   fit_shape: bool = True, betas=None, limit_weight: float = LIMIT_WEIGHT,
-                  shape_weight: float = SHAPE_WEIGHT) -> FitResult:
+                  shape_weight: float = SHAPE_WEIGHT, landmark_offsets=None) -> FitResult:
     """Fit `model` (a HandModel) to keypoint tracks.
 
     keypoints3d (H, T, 21, 3) metres, canonical order, NaN allowed; valid (H, T) bool; is_right (H,) bool.
     iterations: Levenberg-Marquardt iterations (0: analytic IK only). betas (H, nb): a shape to start from, or
-    to keep with fit_shape=False. Returns FitResult (numpy, float32).
+    to keep with fit_shape=False. landmark_offsets (21, 3) metres, canonical order, or None: the keypoints
+    are a detector's landmarks, offset from the model's keypoints (handcli.fitting.landmarks); the
+    Levenberg-Marquardt refinement fits them, the outputs stay the model's keypoints. Returns FitResult
+    (numpy, float32).
     """
     with single_thread():
         return _fit(model, keypoints3d, valid, is_right, iterations, device, fit_shape, betas, limit_weight,
-                    shape_weight)
+                    shape_weight, landmark_offsets)
 
 
 @contextmanager
@@ -68,7 +71,7 @@ def single_thread():
 
 
 def _fit(model, keypoints3d, valid, is_right, iterations, device, fit_shape, betas, limit_weight,
-         shape_weight) -> FitResult:
+         shape_weight, landmark_offsets) -> FitResult:
     model = model.to(device)
     dtype = model.v_template.dtype
     points = torch.as_tensor(np.asarray(keypoints3d), dtype=dtype, device=device)
@@ -94,7 +97,7 @@ def _fit(model, keypoints3d, valid, is_right, iterations, device, fit_shape, bet
     if track.numel() and iterations > 0:
         orient_seen, pose_seen, transl_seen, shape = _optimise(
             model, points[track, frame], joint_seen[track, frame], track, orient[track, frame], pose[track, frame],
-            transl[track, frame], shape, fit_shape, iterations, limit_weight, shape_weight)
+            transl[track, frame], shape, fit_shape, iterations, limit_weight, shape_weight, landmark_offsets)
         orient, pose, transl = orient.clone(), pose.clone(), transl.clone()
         orient[track, frame], pose[track, frame], transl[track, frame] = orient_seen, pose_seen, transl_seen
 
@@ -116,14 +119,18 @@ def _fit(model, keypoints3d, valid, is_right, iterations, device, fit_shape, bet
 
 
 def _optimise(model, points, joint_seen, track, orient, pose, transl, shape, fit_shape, iterations,
-              limit_weight, shape_weight):
+              limit_weight, shape_weight, landmark_offsets=None):
     """Levenberg-Marquardt over N observed frames: points (N, 21, 3), joint_seen (N, 21), track (N,) long;
     pose variables (N, ...); shape (H, nb). Returns (orient, pose, transl, shape)."""
     zero = torch.zeros(1, model.num_betas, dtype=points.dtype, device=points.device)
     frames = anatomical_frames(model.rest_joints21(zero)[0])
     lower, upper = limit_bounds(points.dtype, points.device)
+    if landmark_offsets is not None:
+        canonical_to_mano21 = [MANO21_TO_CANONICAL.index(k) for k in range(21)]
+        landmark_offsets = torch.as_tensor(np.asarray(landmark_offsets)[canonical_to_mano21], dtype=points.dtype,
+                                           device=points.device)[None]
     problem = FrameProblem(model, points, joint_seen.to(points.dtype), track, frames, lower, upper, limit_weight,
-                           shape_weight, shape.shape[0])
+                           shape_weight, shape.shape[0], landmark_offsets=landmark_offsets)
     return levenberg_marquardt(problem, orient, pose, transl, shape, iterations, fit_shape)
 
 

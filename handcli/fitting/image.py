@@ -29,7 +29,7 @@ import torch
 
 from handcli.fitting.fit import FitResult, fit_keypoints, single_thread
 from handcli.fitting.interpolate import fill_linear, fill_rotations
-from handcli.fitting.landmarks import LANDMARK_PARENT, load_offsets, to_mano21
+from handcli.fitting.landmarks import load_offsets
 from handcli.fitting.limits import anatomical_frames, limit_bounds
 from handcli.fitting.solver import FrameProblem, inverse_right_jacobian, levenberg_marquardt
 from handcli.handmodels.kinematics import (
@@ -44,6 +44,7 @@ from handcli.handmodels.kinematics import (
 from handcli.handmodels.size import HAND_LENGTH_MEAN_M, hand_length
 
 MM = 1000.0
+PALM = (0, 1, 5, 9, 13, 17)  # canonical keypoints on the palm's rigid part: wrist, thumb base, four knuckles
 
 
 @dataclass
@@ -52,9 +53,11 @@ class ImageFitConfig:
 
     hand_length: float = HAND_LENGTH_MEAN_M  # metres: the size every track is given (no size cue in one image)
     landmark_offsets: str | None = None  # calibration file (handcli.fitting.landmarks); None: the shipped one
-    prior_iterations: int = 3  # LM iterations of the 3D fit to the world landmarks (the articulation prior)
-    rounds: int = 3  # outer rounds: robust weights and temporal targets are updated between them
-    iterations: int = 4  # LM iterations per round
+    prior_offsets: bool = True  # the world landmarks are in the detector's landmark convention too
+    finger_image_weight: float = 1.0  # reprojection weight of finger keypoints relative to the palm's
+    prior_iterations: int = 2  # LM iterations of the 3D fit to the world landmarks (the articulation prior)
+    rounds: int = 2  # outer rounds: robust weights and temporal targets are updated between them
+    iterations: int = 3  # LM iterations per round
     articulation_weight: float = 400.0  # ~ (3 mm / 0.15 rad)^2
     orient_weight: float = 60.0  # ~ (3 mm / 0.4 rad)^2: MediaPipe's own rotation, only a tie-breaker
     robust_scale_mm: float = 10.0  # Cauchy scale of the reprojection offset
@@ -87,8 +90,10 @@ def fit_to_image(model, world_landmarks, keypoints2d, valid, is_right, K, fps: f
 def _fit(model, world_landmarks, keypoints2d, valid, is_right, K, fps, config, device) -> ImageFitResult:
     valid = np.asarray(valid, bool)
     is_right = np.asarray(is_right, bool)
+    offsets = load_offsets(config.landmark_offsets) * config.hand_length  # (21, 3) metres, canonical
+    # the world landmarks follow the detector's landmark convention too: fit the model's landmarks to them
     prior = fit_keypoints(model, world_landmarks, valid, is_right, iterations=config.prior_iterations,
-                          device=device)
+                          device=device, landmark_offsets=offsets if config.prior_offsets else None)
     model = model.to(device)
     dtype = model.v_template.dtype
     as_tensor = lambda array: torch.as_tensor(np.asarray(array), dtype=dtype, device=device)  # noqa: E731
@@ -108,7 +113,7 @@ def _fit(model, world_landmarks, keypoints2d, valid, is_right, K, fps, config, d
     transl = torch.zeros(*orient.shape[:2], 3, dtype=dtype, device=device)
     if track.numel():
         solved = _solve(model, normalised[track, frame], track, orient_prior[track, frame], pose_prior[track, frame],
-                        betas, frame, seen, fps, config)
+                        betas, frame, seen, fps, config, as_tensor(offsets))
         orient[track, frame], pose[track, frame], transl[track, frame] = solved
     with torch.no_grad():
         orient, pose, transl = (fill_rotations(orient, seen), fill_rotations(pose, seen), fill_linear(transl, seen))
@@ -149,21 +154,23 @@ def sized_betas(model, betas: torch.Tensor, length: float, steps: int = 3) -> to
     return betas
 
 
-def _solve(model, normalised, track, orient_prior, pose_prior, betas, frame, seen, fps, config):
+def _solve(model, normalised, track, orient_prior, pose_prior, betas, frame, seen, fps, config, offsets):
     """LM over the N seen frames: normalised (N, 21, 2) image coordinates, track/frame (N,) long, priors
-    (N, 3) / (N, 15, 3), betas (H, nb). Returns orient (N, 3), pose (N, 15, 3), transl (N, 3)."""
+    (N, 3) / (N, 15, 3), betas (H, nb), landmark offsets (21, 3) metres canonical. Returns orient (N, 3),
+    pose (N, 15, 3), transl (N, 3)."""
     dtype, device = normalised.dtype, normalised.device
     zero = torch.zeros(1, model.num_betas, dtype=dtype, device=device)
     frames_axes = anatomical_frames(model.rest_joints21(zero)[0])
     lower, upper = limit_bounds(dtype, device)
     from handcli.fitting.fit import LIMIT_WEIGHT
 
+    # the FrameProblem supplies the kinematics (landmarks, their Jacobian, joint limits); its own 3D keypoint
+    # term is switched off (zero weights)
     kinematics = FrameProblem(model, torch.zeros(*normalised.shape[:2], 3, dtype=dtype, device=device),
                               torch.zeros(normalised.shape[:2], dtype=dtype, device=device), track, frames_axes,
-                              lower, upper, LIMIT_WEIGHT, 0.0, betas.shape[0])
-    offsets = torch.as_tensor(to_mano21(load_offsets(config.landmark_offsets)), dtype=dtype, device=device)
-    problem = ImageProblem(kinematics, normalised, orient_prior, pose_prior, config.hand_length * offsets[None],
-                           config)
+                              lower, upper, LIMIT_WEIGHT, 0.0, betas.shape[0],
+                              landmark_offsets=offsets[[MANO21_TO_CANONICAL.index(k) for k in range(21)]][None])
+    problem = ImageProblem(kinematics, normalised, orient_prior, pose_prior, config)
     with torch.no_grad():
         rest = model.keypoints(orient_prior, pose_prior, betas[track], torch.zeros_like(orient_prior), True)
     transl = _initial_translation(rest, normalised)
@@ -193,16 +200,16 @@ class ImageProblem:
     The kinematic Jacobian (d keypoints / d rotation increments and translation) and the joint limits come
     from a FrameProblem over the same frames; this class adds the image, prior and temporal residuals."""
 
-    def __init__(self, kinematics: FrameProblem, normalised, orient_prior, pose_prior, offsets,
-                 config: ImageFitConfig):
-        """offsets (N, 21, 3) metres, MANO21 order: each landmark's offset in its parent joint's frame."""
+    def __init__(self, kinematics: FrameProblem, normalised, orient_prior, pose_prior, config: ImageFitConfig):
         self.kinematics = kinematics
-        self.offsets = offsets
         self.normalised = normalised  # (N, 21, 2) canonical order
         self.config = config
         self.prior_rotations = axis_angle_to_matrix(torch.cat([orient_prior[:, None], pose_prior], 1))
         n = normalised.shape[0]
-        self.weight = torch.ones(n, 21, dtype=normalised.dtype, device=normalised.device)
+        self.base_weight = torch.full((21,), config.finger_image_weight, dtype=normalised.dtype,
+                                      device=normalised.device)
+        self.base_weight[list(PALM)] = 1.0
+        self.weight = self.base_weight.expand(n, 21)
         self.depth = torch.ones(n, dtype=normalised.dtype, device=normalised.device)
         self.smooth_transl = None
         self.smooth_orient = None
@@ -222,7 +229,7 @@ class ImageProblem:
             self.temporal = 1.0 if later else 0.0
             if later:
                 offset = image.norm(dim=-1)
-                self.weight = 1.0 / (1.0 + (offset / self.config.robust_scale_mm) ** 2)
+                self.weight = self.base_weight / (1.0 + (offset / self.config.robust_scale_mm) ** 2)
 
     # ------------------------------------------------------------------------------------------ residuals
     def _image_residual(self, rotations, transl, betas):
@@ -230,9 +237,8 @@ class ImageProblem:
         landmarks (N, 21, 3) MANO21 metres; global joint rotations (N, 16, 3, 3))."""
         kin = self.kinematics
         _, limit_residual, predicted, _ = kin.residuals(rotations, transl, betas)
-        _, transforms = forward_kinematics_by_level(rotations, kin.model.rest_joints16(betas)[kin.track])
-        world = transforms[..., :3, :3]
-        landmarks = predicted + (world[:, list(LANDMARK_PARENT)] @ self.offsets[..., None])[..., 0]
+        world = kin.world_rotations(rotations, betas)
+        landmarks = kin.landmarks(rotations, predicted, betas, world)
         canonical = landmarks[:, list(MANO21_TO_CANONICAL)]
         z = canonical[..., 2:3].clamp_min(1e-3)
         image = (canonical[..., :2] / z - self.normalised) * (self.depth[:, None, None] * MM)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from handcli.fitting.landmarks import LANDMARK_PARENT
 from handcli.handmodels.kinematics import (
     MANO21_PARENTS,
     MANO21_TO_CANONICAL,
@@ -57,8 +58,11 @@ class FrameProblem:
     every variable move keypoints by roughly a millimetre."""
 
     def __init__(self, model, points, weight, track, frames, lower, upper, limit_weight, shape_weight, num_tracks,
-                 scales=(100.0, 40.0, MM, 4.0)):
+                 scales=(100.0, 40.0, MM, 4.0), landmark_offsets=None):
+        """landmark_offsets (N or 1, 21, 3) metres, MANO21 order, or None: the observed points are not the
+        model's keypoints but landmarks riding on each keypoint's parent bone (handcli.fitting.landmarks)."""
         self.model, self.points, self.weight, self.track = model, points, weight, track
+        self.landmark_offsets = landmark_offsets
         self.frames, self.lower, self.upper = frames, lower, upper
         self.limit_weight, self.shape_weight = limit_weight, shape_weight
         self.count = points.shape[0]
@@ -93,10 +97,24 @@ class FrameProblem:
         pose = matrix_to_axis_angle(rotations[:, 1:])
         predicted = self.model.keypoints(orient, pose, shape[self.track], transl, True)[:, self.to_mano21]
         observed = self.points[:, self.to_mano21]
-        keypoint_residual = (predicted - observed) * MM * self.weight[:, self.to_mano21, None].sqrt()
+        keypoint_residual = ((self.landmarks(rotations, predicted, shape) - observed) * MM
+                             * self.weight[:, self.to_mano21, None].sqrt())
         angles = (self.frames @ pose[..., None])[..., 0]
         excess = angles - torch.minimum(torch.maximum(angles, self.lower), self.upper)
         return keypoint_residual, excess * self.limit_weight**0.5, predicted, pose
+
+    def world_rotations(self, rotations, shape) -> torch.Tensor:
+        """Global rotation of each joint (N, 16, 3, 3) from the local ones (N, 16, 3, 3)."""
+        _, transforms = forward_kinematics_by_level(rotations, self.model.rest_joints16(shape)[self.track])
+        return transforms[..., :3, :3]
+
+    def landmarks(self, rotations, predicted, shape, world=None) -> torch.Tensor:
+        """The points the observations are of (N, 21, 3) MANO21: the keypoints `predicted`, each moved by its
+        landmark offset turned with its parent joint (no offsets: the keypoints themselves)."""
+        if self.landmark_offsets is None:
+            return predicted
+        world = self.world_rotations(rotations, shape) if world is None else world
+        return predicted + (world[:, list(LANDMARK_PARENT)] @ self.landmark_offsets[..., None])[..., 0]
 
     def objective(self, rotations, transl, shape) -> torch.Tensor:
         keypoint_residual, limit_residual, _, _ = self.residuals(rotations, transl, shape)
@@ -107,9 +125,8 @@ class FrameProblem:
     def step(self, rotations, transl, shape, damping: float, fit_shape: bool):
         """Solve the damped normal equations; returns increments (frame (N, 51), shape (H, nb)) in scaled units."""
         keypoint_residual, limit_residual, predicted, pose = self.residuals(rotations, transl, shape)
-        rest16 = self.model.rest_joints16(shape)[self.track]
-        _, transforms = forward_kinematics_by_level(rotations, rest16)
-        world = transforms[..., :3, :3]  # (N, 16, 3, 3)
+        world = self.world_rotations(rotations, shape)  # (N, 16, 3, 3)
+        points = self.landmarks(rotations, predicted, shape, world)
         num_tracks, num_betas = shape.shape
         dtype, device = predicted.dtype, predicted.device
         # d keypoints / d betas: the rest-shape displacement of each bone, turned by its parent, summed down the chain
@@ -123,7 +140,7 @@ class FrameProblem:
         inv_a_b, inv_a_g = [], []
         for start in range(0, rotations.shape[0], CHUNK):
             chunk = slice(start, start + CHUNK)
-            jac = self._frame_jacobian(predicted[chunk], world[chunk])  # (n, 63, 51)
+            jac = self._frame_jacobian(predicted[chunk], world[chunk], points[chunk])  # (n, 63, 51)
             root_weight = self.weight[chunk][:, self.to_mano21].sqrt().repeat_interleave(3, 1)[..., None]
             jac = jac * root_weight
             residual = keypoint_residual[chunk].reshape(-1, 63)
