@@ -7,6 +7,9 @@ on them sees easy and hard sequences alike. Corruptions, in the order they are a
 
 * bone-scale flicker: per-frame scaling about the wrist, white + a slow AR(1) part (monocular scale ambiguity);
 * orientation flicker: a small random rotation of the whole hand about the wrist per frame;
+* orientation drift: a slow AR(1) rotation of the whole hand about its centre (off by default; what a fit to
+  the image gets wrong, measured on the video benchmark: ~10 degrees within a clip, lag-1 autocorrelation
+  0.8-0.95, scripts/estimate_errors.py);
 * slow per-joint bias: Gaussian-smoothed noise per joint (systematic error drifting over time);
 * pose-dependent bias: a random low-rank linear function of the hand's own articulation (in the hand's
   frame), so the error is the same for the same pose and jumps when the pose changes, as a learned
@@ -62,6 +65,8 @@ class CorruptionConfig:
     jitter: tuple[float, float] = (0.00003, 0.005)  # m, white noise std per axis across the camera ray
     jitter_depth_ratio: tuple[float, float] = (1.0, 3.0)  # jitter along the ray / across it (uniform, not scaled)
     rotation_jitter_deg: tuple[float, float] = (0.1, 3.0)  # white per-frame hand rotation about the wrist, std per axis
+    rotation_drift_deg: tuple[float, float] = (0.0, 0.0)  # AR(1) hand rotation about its centre, std per axis
+    rotation_drift_rho: tuple[float, float] = (0.8, 0.97)  # its per-frame AR coefficient (uniform, not scaled)
     bone_scale_fast: tuple[float, float] = (0.0007, 0.04)  # white per-frame relative scale about the wrist, std
     bone_scale_slow: tuple[float, float] = (0.015, 0.09)  # AR(1) relative scale about the wrist, stationary std
     bone_scale_rho: tuple[float, float] = (0.85, 0.99)  # its per-frame AR coefficient (uniform, not scaled)
@@ -85,7 +90,9 @@ class CorruptionConfig:
     # the log-uniform, `scale`d magnitudes; the other tuples are uniform ranges or run lengths
     MAGNITUDES = ("jitter", "rotation_jitter_deg", "bone_scale_fast", "bone_scale_slow", "bias", "pose_bias",
                   "motion_noise", "depth_drift", "outlier_rate", "outlier_magnitude", "swap_rate", "drop_rate",
-                  "pixel_noise")
+                  "pixel_noise", "rotation_drift_deg")
+    # added after weights were trained: not drawn while off, so earlier configurations keep their random stream
+    OPTIONAL = ("rotation_drift_deg",)
 
     def ranges(self) -> dict[str, tuple[float, float]]:
         """name -> effective (low, high) of every magnitude after `scale` and `spread`."""
@@ -103,7 +110,9 @@ class CorruptionConfig:
         """Per-sequence magnitudes: name -> (B,), log-uniform within `ranges()`."""
         out = {}
         for name, (low, high) in self.ranges().items():
-            if low <= 0:
+            if name in self.OPTIONAL and high <= 0:
+                out[name] = np.zeros(batch)
+            elif low <= 0:
                 out[name] = rng.uniform(low, high, batch)  # a zero-based range: uniform instead
             elif high <= low:
                 out[name] = np.full(batch, float(low))
@@ -268,6 +277,13 @@ def corrupt_keypoints(keypoints3d: np.ndarray, rng: np.random.Generator, config:
     rotvec = rng.normal(0, 1, (batch, frames, 3)) * np.deg2rad(mags["rotation_jitter_deg"])[:, None, None]
     rotation = Rotation.from_rotvec(rotvec.reshape(-1, 3)).as_matrix().reshape(batch, frames, 3, 3)
     noisy = wrist + np.einsum("btij,btkj->btki", rotation, noisy - wrist)
+    # orientation drift about the hand's centre (drawn only when on: the default stream stays as it was)
+    if mags["rotation_drift_deg"].max() > 0:
+        rho = per_sequence(config.rotation_drift_rho)
+        rotvec = np.stack([ar1(batch, frames, np.deg2rad(mags["rotation_drift_deg"]), rho, rng) for _ in range(3)], -1)
+        rotation = Rotation.from_rotvec(rotvec.reshape(-1, 3)).as_matrix().reshape(batch, frames, 3, 3)
+        centre = noisy.mean(axis=2, keepdims=True)
+        noisy = centre + np.einsum("btij,btkj->btki", rotation, noisy - centre)
     # slow per-joint bias
     bias = np.empty_like(clean)
     sigma = per_sequence(config.bias_timescale)
