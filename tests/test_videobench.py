@@ -136,6 +136,51 @@ def test_motion_blur_averages_subframes():
     assert frame[4, 4, 0] == 150 and frame[0, 0, 0] == 100
 
 
+class _MarkerHands:
+    """Stand-in for MediaPipeHands in the background check: "finds a hand" where a frame has a pure red pixel."""
+
+    calls: list = []
+
+    def __init__(self, **options):
+        self.options = options
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def process(self, frame):
+        _MarkerHands.calls.append(self.options)
+        return [object()] if ((frame == (255, 0, 0)).all(-1)).any() else []
+
+
+def test_background_check_covers_every_window_and_falls_back(monkeypatch):
+    """A hand that only the late windows of a panning plate show is caught (the first and middle frames do
+    not show it); a still plate is checked once; all-hand footage ends in a procedural texture, recorded."""
+    from handcli.detect import mediapipe_hands
+    from handcli.videobench import backgrounds
+
+    monkeypatch.setattr(mediapipe_hands, "MediaPipeHands", _MarkerHands)
+    _MarkerHands.calls = []
+    canvas = np.zeros((20, 30, 3), np.uint8)
+    canvas[0, 29] = (255, 0, 0)  # top-right corner: inside the window only when x offset is 10
+    offsets = np.array([[x, 0] for x in (0, 0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10)])
+    assert backgrounds.plate_has_hand(Background(canvas, offsets, 20, 20, "test"), len(offsets))
+    assert len(_MarkerHands.calls) == 11  # repeated windows skipped
+    assert _MarkerHands.calls[0]["min_detection_confidence"] < 0.5 and _MarkerHands.calls[0]["model_complexity"] == 1
+    _MarkerHands.calls = []
+    assert not backgrounds.plate_has_hand(Background(canvas, np.zeros((9, 2), int), 20, 20, "test"), 9)
+    assert len(_MarkerHands.calls) == 1
+
+    class RedPool:
+        def frames(self):
+            return [("red.mp4#0", np.full((40, 60, 3), (255, 0, 0), np.uint8))]
+
+    background = backgrounds.sample_background(RedPool(), 32, 24, 5, 0.1, np.random.default_rng(0))
+    assert background.source == "procedural" and background.attempts == backgrounds.CROP_TRIES
+
+
 def test_pooling_weights_means_by_frames_and_takes_medians_over_frames():
     clip_a = {"coverage": 1.0, "mpjpe": 10.0, "rootrel": 1.0, "pa": 1.0, "px": 2.0, "accel": 1.0,
               "counts": {"truth_frames": 100, "scored_frames": 100, "triplets": 98},

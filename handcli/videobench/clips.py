@@ -153,7 +153,7 @@ def make_clip(spec: ClipSpec, work: Path, model, pool: FootagePool, key: str, ba
         "depth_min": float(keypoints[..., 2].min()), "depth_max": float(keypoints[..., 2].max()),
         "skin_tone": look.skin_tone, "skin_name": look.skin_name, "blur": look.shutter > 0,
         "shutter": look.shutter, "ambient": look.ambient, "gain": look.gain, "noise_sigma": look.noise_sigma,
-        "background": background.source, "pan": PAN[spec.situation],
+        "background": background.source, "background_attempts": background.attempts, "pan": PAN[spec.situation],
         "backend": backend_used, "camera": camera.summary(), "appearance": look.summary(),
     }
     with atomic_path(gt) as tmp:
