@@ -15,6 +15,7 @@ from handcli.cache import WorkDir, stage_key, weights_digests
 from handcli.errors import BadInput
 from handcli.handmodels import hand_model_files
 from handcli.stages.detect import DetectConfig, detect_file
+from handcli.fitting.landmarks import OFFSETS_PATH
 from handcli.stages.estimate import EstimateConfig, estimate
 from handcli.stages.refine import RefineConfig, refine
 
@@ -76,7 +77,8 @@ def run_video(video: Path, work_dir: Path, config: RunConfig, *, progress: Stage
 
         detect_key = key
         key = stage_key("estimate", key, _config_dict(config.estimate),
-                        weights_digests(hand_model_files(config.estimate.hand_model, config.estimate.mano_dir)))
+                        weights_digests({"landmark_offsets": OFFSETS_PATH,
+                                         **hand_model_files(config.estimate.hand_model, config.estimate.mano_dir)}))
         estimated, path, hit = work.cached("estimate", key, lambda: _made_from(
                                                estimate(detected, config.estimate), detected, "detect", detect_key),
                                            force="estimate" in forced, notify=notify)

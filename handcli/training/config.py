@@ -62,15 +62,13 @@ class TrainConfig:
     # the loss. Training centres the drift on what is identifiable and on the documented dev protocol
     # (~3.5 % of the depth, AR 0.7) while keeping a range; batches without 2D are also rotated after
     # corruption (data.py), and the drift direction is widened.
-    # Since #12 also the errors the image fit makes (measured on the video benchmark's tuning split,
-    # scripts/estimate_errors.py, docs/results.md): a slow whole-hand rotation error (~10 degrees within a clip,
-    # lag-1 autocorrelation 0.8-0.95) and a larger slow articulation error (~17 mm RMS per joint), which the
-    # 2D condition can correct.
+    # The image fit's measured errors (#12: a slow whole-hand rotation error, a larger slow articulation error;
+    # scripts/estimate_errors.py) were tried here as "rotation_drift_deg": (1.5, 10), "rotation_drift_rho":
+    # (0.8, 0.97), "bias": (0.001, 0.012): video tuning split root-relative 45.2 -> 45.0 mm, ACCEL 3.80 -> 3.30,
+    # but FPHA subject 4 MPJPE 11.73 -> 11.88 mm, past the <= 11.83 regression target; not adopted
+    # (docs/results.md).
     corruption: dict = field(default_factory=lambda: {"depth_drift": (0.01, 0.06), "depth_drift_rho": (0.5, 0.9),
-                                                       "depth_drift_direction_noise": 0.5,
-                                                       "rotation_drift_deg": (1.5, 10.0),
-                                                       "rotation_drift_rho": (0.8, 0.97),
-                                                       "bias": (0.001, 0.012)})
+                                                       "depth_drift_direction_noise": 0.5})
     # physics virtual observable: evaluated on x^0 of a reverse chain for this many windows of each batch
     physics_windows: int = 4
     physics_every: int = 2  # inverse dynamics through the IK costs about one training step for 8 windows

@@ -84,9 +84,13 @@ def detect_code_digest() -> str:
 
 @lru_cache(maxsize=1)
 def pipeline_code_digest() -> str:
-    """Every handcli source file except this benchmark's own (re-scoring must not recompute the pipeline)."""
+    """Every handcli source file except this benchmark's own (re-scoring must not recompute the pipeline), and
+    the shipped weights the stages load (refiner, landmark offsets, hand model)."""
     files = [p for p in PACKAGE_DIR.rglob("*.py") if "videobench" not in p.relative_to(PACKAGE_DIR).parts]
-    return _digest_files(files)
+    weights = hashlib.sha256()
+    for path in sorted((PACKAGE_DIR.parent / "weights").glob("*.[np][pt]*")):
+        weights.update(path.name.encode() + path.read_bytes())
+    return f"{_digest_files(files)}+{weights.hexdigest()[:12]}"
 
 
 def _key(payload: dict) -> str:
