@@ -496,6 +496,14 @@ def test_cache_keys_change_exactly_with_their_ingredients(tmp_path, monkeypatch)
     assert run() == set()  # the key is the content, not the name
     assert run(detect__focal=500.0) == set(STAGES)
     assert run(estimate__device="cpu") == {"estimate", "refine"}
+    assert run(estimate__image_fit=False) == {"estimate", "refine"}
+    assert run() == set()
+    offsets = tmp_path / "landmark_offsets.npz"  # the image fit's calibration is part of the estimate's key
+    offsets.write_bytes(b"offsets one")
+    monkeypatch.setattr(run_stage, "OFFSETS_PATH", offsets)
+    assert run() == {"estimate", "refine"}
+    offsets.write_bytes(b"offsets two")
+    assert run() == {"estimate", "refine"}
     assert run(refine__seed=1) == {"refine"}
     assert run() == set()
     weights.write_bytes(b"weights two")

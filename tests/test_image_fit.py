@@ -162,3 +162,32 @@ def test_estimate_stage_fits_the_image_of_the_bundled_sample(tmp_path):
                         np.median(rotation_error_deg(kp[seen], gt[seen])))
     assert errors["image"][0] < 0.05, errors
     assert errors["image"][1] < 0.8 * errors["lifted"][1], errors
+
+
+def test_cli_estimate_fits_the_image_or_the_keypoints_as_asked(model, tmp_path):
+    """`handcli estimate` on detect-like input: the image fit by default, the 3D fit with --no-image-fit and
+    for inputs without 2D; bad input stays exit 2 with one line."""
+    from typer.testing import CliRunner
+
+    from handcli.artifacts import Artifact, load_artifact, save_artifact
+    from handcli.cli import app
+
+    truth, _ = true_hand(model, 0.5, seed=7)
+    keypoints2d, world = detector_view(truth, np.random.default_rng(6))
+    detected = Artifact(keypoints3d=(world + truth[:, 9:10])[None].astype(np.float32),
+                        valid=np.ones((1, NUM_FRAMES), bool), is_right=np.array([True]), fps=30.0,
+                        keypoints2d=keypoints2d[None].astype(np.float32),
+                        world_landmarks=world[None].astype(np.float32), K=K, image_size=np.array([1280, 720]))
+    source = save_artifact(detected, tmp_path / "detect.npz")
+    bare = save_artifact(detected.replace(keypoints2d=None, world_landmarks=None), tmp_path / "bare.npz")
+    runner = CliRunner()
+    for name, options, fit in (("image", [], "image"), ("lifted", ["--no-image-fit"], "keypoints3d"),
+                               ("bare", [], "keypoints3d")):
+        out = tmp_path / f"{name}_out.npz"
+        result = runner.invoke(app, ["estimate", "--input", str(bare if name == "bare" else source), "--out",
+                                     str(out), *options])
+        assert result.exit_code == 0, result.output
+        assert load_artifact(out).meta["fit"] == fit
+    result = runner.invoke(app, ["estimate", "--input", str(tmp_path / "missing.npz"), "--out",
+                                 str(tmp_path / "x.npz")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
