@@ -27,15 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from handcli.fitting.fit import FitResult, fit_keypoints, single_thread
-from handcli.fitting.interpolate import fill_linear, fill_rotations
+from handcli.fitting.fit import LIMIT_WEIGHT, FitResult, fit_keypoints, single_thread
+from handcli.fitting.interpolate import _quaternion_to_matrix, fill_linear, fill_rotations
 from handcli.fitting.landmarks import load_offsets
 from handcli.fitting.limits import anatomical_frames, limit_bounds
 from handcli.fitting.solver import FrameProblem, inverse_right_jacobian, levenberg_marquardt
 from handcli.handmodels.kinematics import (
     MANO21_TO_CANONICAL,
     axis_angle_to_matrix,
-    forward_kinematics_by_level,
     matrix_to_axis_angle,
     matrix_to_quaternion,
     mirror_axis_angle,
@@ -68,7 +67,8 @@ class ImageFitConfig:
 
 @dataclass
 class ImageFitResult(FitResult):
-    """FitResult plus reprojection_px (H, T): mean pixel distance of the fit to the 2D keypoints (NaN unseen)."""
+    """FitResult plus reprojection_px (H, T): mean pixel distance between the fitted keypoints' projections
+    and the 2D keypoints (NaN unseen); it includes the wrist's and thumb base's landmark-convention offset."""
 
     reprojection_px: np.ndarray = None
 
@@ -162,7 +162,6 @@ def _solve(model, normalised, track, orient_prior, pose_prior, betas, frame, see
     zero = torch.zeros(1, model.num_betas, dtype=dtype, device=device)
     frames_axes = anatomical_frames(model.rest_joints21(zero)[0])
     lower, upper = limit_bounds(dtype, device)
-    from handcli.fitting.fit import LIMIT_WEIGHT
 
     # the FrameProblem supplies the kinematics (landmarks, their Jacobian, joint limits); its own 3D keypoint
     # term is switched off (zero weights)
@@ -357,11 +356,5 @@ def _smooth_targets(orient, transl, track, frame, shape, sigma_frames):
     picked = values[track_np, frame_np]
     q = picked[:, 3:] / np.linalg.norm(picked[:, 3:], axis=-1, keepdims=True)
     transl_target = torch.as_tensor(picked[:, :3], dtype=transl.dtype, device=transl.device)
-    orient_target = _quaternion_matrix(torch.as_tensor(q, dtype=transl.dtype, device=transl.device))
+    orient_target = _quaternion_to_matrix(torch.as_tensor(q, dtype=transl.dtype, device=transl.device))
     return transl_target, orient_target
-
-
-def _quaternion_matrix(quat: torch.Tensor) -> torch.Tensor:
-    from handcli.fitting.interpolate import _quaternion_to_matrix
-
-    return _quaternion_to_matrix(quat)
