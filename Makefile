@@ -30,8 +30,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	mkdir -p out
 	$(BIN)/handcli info
-	$(BIN)/handcli run samples/synthetic_hand.mp4 --out out/demo.npz --work-dir out/cache
-	$(BIN)/handcli render --input out/demo.npz --video samples/synthetic_hand.mp4 --out out/demo_overlay.mp4
+	$(BIN)/handcli run samples/synthetic_hand.mp4 --out out/demo.npz --work-dir out/cache --render out/demo_overlay.mp4
 	$(BIN)/handcli info out/demo.npz
 	@echo "demo: wrote out/demo.npz (hand motion) and out/demo_overlay.mp4 (overlay video)"
 

@@ -155,28 +155,39 @@ def run(
     device: str = _DEVICE,
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Stage cache (default: .handcli-cache "
                                             "beside the output)."),
-    force: Optional[str] = typer.Option(None, "--force", help="Rerun from this stage: detect|estimate|refine."),
+    force: Optional[str] = typer.Option(None, "--force", help="Rerun from this stage: "
+                                        "detect|estimate|refine|variance|render."),
     focal: Optional[float] = typer.Option(None, "--focal", help="Focal length in pixels."),
     fov: Optional[float] = typer.Option(None, "--fov", help="Field of view in degrees (longer side)."),
     hand_model: str = _HAND_MODEL,
     mano_dir: Optional[Path] = _MANO_DIR,
     seed: int = typer.Option(0, "--seed"),
     image_fit: bool = _IMAGE_FIT,
+    with_variance: bool = typer.Option(True, "--variance/--no-variance", help="Also the variance maps "
+                                       "(var_joints, ...; default) or stop after refine."),
+    render: Optional[Path] = typer.Option(None, "--render", help="Also write the overlay video here (coloured "
+                                          "by the variance when it was computed)."),
+    skeleton: bool = typer.Option(False, "--skeleton", help="--render: also draw the 21 keypoints and bones."),
     verbose: bool = _VERBOSE,
 ) -> None:
-    """Run the whole pipeline on a video: detect -> estimate -> refine, each stage cached."""
+    """Run the whole pipeline on a video: detect -> estimate -> refine -> variance [-> overlay], each cached."""
 
     def action() -> None:
         from handcli.stages import run as stage
         from handcli.stages.detect import DetectConfig
         from handcli.stages.estimate import EstimateConfig
         from handcli.stages.refine import RefineConfig
+        from handcli.stages.render import RenderConfig
+        from handcli.stages.variance import VarianceConfig
 
         _check_output_path(out)
         config = stage.RunConfig(
             detect=DetectConfig(focal=focal, fov=fov, min_frames=2),
             estimate=EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit),
             refine=RefineConfig(device=device, seed=seed, hand_model=hand_model, mano_dir=mano_dir),
+            variance=VarianceConfig() if with_variance else None,
+            render=(RenderConfig(out=render, variance=with_variance, skeleton=skeleton, hand_model=hand_model,
+                                 mano_dir=mano_dir) if render is not None else None),
             force=force)
         cache = work_dir or (out.parent / ".handcli-cache")
         with _stage_progress() as tick:

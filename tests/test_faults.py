@@ -38,7 +38,7 @@ from handcli.video import iter_frames, probe_video
 from tests.conftest import REPO, assert_one_line_error, random_keypoints, run_cli
 
 SEED = int(os.environ.get("HANDCLI_FAULT_SEED", "6"))
-STAGES = ("detect", "estimate", "refine")
+STAGES = ("detect", "estimate", "refine", "variance")
 NUM_FRAMES, WIDTH, HEIGHT = 24, 320, 240
 # a rate float32 cannot hold exactly: fresh and resumed runs must still agree bit for bit
 FPS = 29.97
@@ -143,7 +143,7 @@ def at_once() -> Callable[[subprocess.Popen], bool]:
 
 def stage_report(stderr: str) -> dict[str, str]:
     """What `handcli run` said it did per stage: {'detect': 'cached' | 'computed', ...}."""
-    return dict(re.findall(r"^\s+(detect|estimate|refine): (cached|computed) \(", stderr, re.M))
+    return dict(re.findall(r"^\s+(detect|estimate|refine|variance|render): (cached|computed) \(", stderr, re.M))
 
 
 def npz_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -393,6 +393,7 @@ def test_kill_and_resume_run(baseline, tmp_path):
         KillPoint("detect cache write", signal.SIGKILL, write_began(work, "detect-"), 0.0),
         KillPoint("estimate (SIGINT)", signal.SIGINT, locked("detect"), within("detect", "estimate")),
         KillPoint("refine", signal.SIGKILL, locked("detect", "estimate"), within("estimate", "refine")),
+        KillPoint("variance", signal.SIGKILL, locked("detect", "estimate", "refine"), within("refine", "variance")),
         KillPoint("output write", signal.SIGKILL, write_began(out.parent, out.name), 0.0),
     ]
     landed = []
@@ -432,14 +433,17 @@ def test_corrupt_cache_entry_is_reported_and_recomputed_and_options_key_stages(b
     result = run_cli("run", baseline.video, "--out", out, "--work-dir", work, cwd=baseline.repo)
     assert result.returncode == 0, result.stderr
     assert re.search(rf"warning: cached refine artifact {refined.name} is corrupt .*recomputing", result.stderr)
-    assert stage_report(result.stderr) == {"detect": "cached", "estimate": "cached", "refine": "computed"}
+    # the recomputed refine has the same key, so the variance computed from it before is still valid
+    assert stage_report(result.stderr) == {"detect": "cached", "estimate": "cached", "refine": "computed",
+                                           "variance": "cached"}
     assert_identical(out, baseline.arrays())
     assert_identical(refined, npz_arrays(cached_stages(baseline.work)["refine"]))
 
     # a refine option (the seed) changes only the refine key
     result = run_cli("run", baseline.video, "--out", out, "--work-dir", work, "--seed", "1", cwd=baseline.repo)
     assert result.returncode == 0, result.stderr
-    assert stage_report(result.stderr) == {"detect": "cached", "estimate": "cached", "refine": "computed"}
+    assert stage_report(result.stderr) == {"detect": "cached", "estimate": "cached", "refine": "computed",
+                                           "variance": "computed"}
     assert len(list(work.glob("refine-*.npz"))) == 2 and len(list(work.glob("estimate-*.npz"))) == 1
 
 
@@ -464,6 +468,10 @@ class FakeStages:
         self.calls["refine"] += 1
         return artifact
 
+    def variance(self, refined, observations, config, notify=None):
+        self.calls["variance"] += 1
+        return refined
+
 
 def test_cache_keys_change_exactly_with_their_ingredients(tmp_path, monkeypatch):
     """Video content, a stage option, the weights file and the code version each recompute exactly the
@@ -472,6 +480,7 @@ def test_cache_keys_change_exactly_with_their_ingredients(tmp_path, monkeypatch)
     monkeypatch.setattr(run_stage, "detect_file", fakes.detect)
     monkeypatch.setattr(run_stage, "estimate", fakes.estimate)
     monkeypatch.setattr(run_stage, "refine", fakes.refine)
+    monkeypatch.setattr(run_stage, "attach_variance", fakes.variance)
     video, weights = tmp_path / "clip.mp4", tmp_path / "refiner.pt"
     video.write_bytes(b"video one")
     weights.write_bytes(b"weights one")
@@ -495,19 +504,24 @@ def test_cache_keys_change_exactly_with_their_ingredients(tmp_path, monkeypatch)
     video = video.rename(tmp_path / "renamed.mp4")
     assert run() == set()  # the key is the content, not the name
     assert run(detect__focal=500.0) == set(STAGES)
-    assert run(estimate__device="cpu") == {"estimate", "refine"}
-    assert run(estimate__image_fit=False) == {"estimate", "refine"}
+    assert run(estimate__device="cpu") == {"estimate", "refine", "variance"}
+    assert run(estimate__image_fit=False) == {"estimate", "refine", "variance"}
     assert run() == set()
     offsets = tmp_path / "landmark_offsets.npz"  # the image fit's calibration is part of the estimate's key
     offsets.write_bytes(b"offsets one")
     monkeypatch.setattr(run_stage, "OFFSETS_PATH", offsets)
-    assert run() == {"estimate", "refine"}
+    assert run() == {"estimate", "refine", "variance"}
     offsets.write_bytes(b"offsets two")
-    assert run() == {"estimate", "refine"}
-    assert run(refine__seed=1) == {"refine"}
+    assert run() == {"estimate", "refine", "variance"}
+    assert run(refine__seed=1) == {"refine", "variance"}
+    assert run() == set()
+    assert run(variance__samples=5) == {"variance"}
     assert run() == set()
     weights.write_bytes(b"weights two")
-    assert run() == {"refine"}
+    assert run() == {"refine", "variance"}
+    laplace = tmp_path / "refiner_laplace.pt"  # the posterior bound to the weights keys the variance alone
+    laplace.write_bytes(b"posterior two")
+    assert run() == {"variance"}
     original = cache.code_version()
     monkeypatch.setattr(cache, "code_version", lambda: original + "-edited")
     assert run() == set(STAGES)

@@ -211,7 +211,8 @@ def _check_compare(artifact: Artifact, other: Artifact, path: Path) -> None:
         raise BadInput(f"--compare {path}: its frame_index differs from the input's")
 
 
-def _check_output(config: RenderConfig) -> None:
+def check_render_output(config: RenderConfig) -> None:
+    """One-line BadInput for an output path or option the render cannot use (checked before any work)."""
     out = Path(config.out)
     if config.frame is not None:
         if out.suffix.lower() != ".png":
@@ -251,7 +252,7 @@ def render_file(input: Path, config: RenderConfig, notify: Callable[[str], None]
                 ) -> RenderResult:
     """Render `input` as configured; returns what was written. Raises BadInput before writing anything."""
     started = time.perf_counter()
-    _check_output(config)
+    check_render_output(config)
     artifact, _ = load_input(input)
     notes: list[str] = []
 

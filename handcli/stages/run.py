@@ -1,4 +1,5 @@
-"""run: the whole chain on a video (detect -> estimate -> refine), each stage cached in a work directory.
+"""run: the whole chain on a video (detect -> estimate -> refine -> variance [-> render]), each stage cached in
+a work directory.
 
 Each stage's key chains from the previous stage's key (so a new video, option, weight file or code version
 invalidates exactly the stages downstream of the change); `force` reruns from a named stage on.
@@ -6,7 +7,8 @@ invalidates exactly the stages downstream of the change); `force` reruns from a 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import shutil
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -14,12 +16,14 @@ from handcli.artifacts import Artifact, file_digest
 from handcli.cache import WorkDir, stage_key, weights_digests
 from handcli.errors import BadInput
 from handcli.handmodels import hand_model_files
-from handcli.stages.detect import DetectConfig, detect_file
 from handcli.fitting.landmarks import OFFSETS_PATH
+from handcli.stages.detect import DetectConfig, detect_file
 from handcli.stages.estimate import EstimateConfig, estimate
 from handcli.stages.refine import RefineConfig, refine
+from handcli.stages.render import RenderConfig, check_render_output, render_file
+from handcli.stages.variance import VarianceConfig, attach_variance
 
-STAGES = ("detect", "estimate", "refine")
+STAGES = ("detect", "estimate", "refine", "variance", "render")
 # progress(stage, frames or items done, total or None)
 StageProgress = Callable[[str, int, "int | None"], None]
 
@@ -29,6 +33,11 @@ class RunConfig:
     detect: DetectConfig = field(default_factory=DetectConfig)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    # the variance maps of the refinement (None: stop after refine, `--no-variance`); its refiner weights,
+    # seed, device and hand model are the refine stage's
+    variance: VarianceConfig | None = field(default_factory=VarianceConfig)
+    # also draw the overlay over the video into render.out (None: no overlay)
+    render: RenderConfig | None = None
     force: str | None = None  # rerun this stage and every later one even if cached
 
 
@@ -55,7 +64,13 @@ def run_video(video: Path, work_dir: Path, config: RunConfig, *, progress: Stage
     """Run (or reuse) every stage for `video`; returns the final artifact and what each stage did."""
     if config.force is not None and config.force not in STAGES:
         raise BadInput(f"--force {config.force}: expected one of {', '.join(STAGES)}")
+    if config.force == "variance" and config.variance is None:
+        raise BadInput("--force variance: the variance stage is off (--no-variance)")
+    if config.force == "render" and config.render is None:
+        raise BadInput("--force render: no overlay was asked for (--render OUT.mp4)")
     video = Path(video)
+    if config.render is not None:  # a bad overlay path fails before hours of work, not after
+        check_render_output(replace(config.render, video=video))
     if not video.is_file():
         raise BadInput(f"{video}: no such file")
     forced = set(STAGES[STAGES.index(config.force):]) if config.force else set()
@@ -72,7 +87,8 @@ def run_video(video: Path, work_dir: Path, config: RunConfig, *, progress: Stage
         for warning in detected.meta.get("warnings", []):  # as `handcli detect` reports them, cached or not
             notify(warning)
         if detected.num_tracks == 0:
-            notify("no hands found in the video; the result has no tracks")
+            notify("no hands found in the video; the result has no tracks"
+                   + ("; no overlay written" if config.render is not None else ""))
             return detected, records
 
         detect_key = key
@@ -94,4 +110,56 @@ def run_video(video: Path, work_dir: Path, config: RunConfig, *, progress: Stage
                                          force="refine" in forced, notify=notify)
         records.append(StageRecord("refine", path, hit))
         tick("refine", 1, 1)
-    return refined, records
+        result = refined
+        if config.variance is not None:
+            result, path, key = _variance(work, refined, estimated, config, key, forced, notify, records)
+            tick("variance", 1, 1)
+        if config.render is not None:
+            _render(work, path, video, config.render, key, "render" in forced, notify, records, tick)
+    return result, records
+
+
+def variance_config(config: RunConfig) -> VarianceConfig:
+    """The variance stage's settings inside run: its own knobs, the refine stage's model and randomness."""
+    refine_config = config.refine
+    return replace(config.variance, weights=refine_config.weights, seed=refine_config.seed,
+                   device=refine_config.device, hand_model=refine_config.hand_model,
+                   mano_dir=refine_config.mano_dir, chain=refine_config.samples > 1)
+
+
+def _variance(work: WorkDir, refined: Artifact, estimated: Artifact, config: RunConfig, refine_key: str,
+              forced: set[str], notify, records: list[StageRecord]) -> tuple[Artifact, Path, str]:
+    """The refined artifact with the variance maps of refining `estimated` (cached like every stage)."""
+    from handcli.diffusion.weights import default_weights_path
+    from handcli.variance.posterior import default_laplace_path
+
+    settings = variance_config(config)
+    refiner_weights = Path(settings.weights or default_weights_path())
+    weights = weights_digests({"refiner": refiner_weights,
+                               "laplace": Path(settings.laplace or default_laplace_path(refiner_weights)),
+                               **hand_model_files(settings.hand_model or "open", settings.mano_dir)})
+    key = stage_key("variance", refine_key, _config_dict(settings), weights)
+    result, path, hit = work.cached("variance", key, lambda: attach_variance(refined, estimated, settings,
+                                                                             notify=notify),
+                                    force="variance" in forced, notify=notify)
+    records.append(StageRecord("variance", path, hit))
+    return result, path, key
+
+
+def _render(work: WorkDir, artifact_path: Path, video: Path, render: RenderConfig, upstream_key: str, force: bool,
+            notify, records: list[StageRecord], tick: StageProgress) -> None:
+    """Draw the overlay of the cached artifact over `video` into render.out, through a cached copy keyed by the
+    artifact's key and the render settings."""
+    settings = replace(render, video=video)
+    key = stage_key("render", upstream_key, {k: v for k, v in _config_dict(settings).items()
+                                             if k not in ("out", "video")})
+    cached = work.path / f"render-{key[:20]}{Path(render.out).suffix.lower()}"
+    hit = cached.exists() and not force
+    tick("render", 0, 1)
+    if not hit:
+        render_file(artifact_path, replace(settings, out=cached), notify)
+    tmp = Path(render.out).with_name(f".{Path(render.out).name}.partial")
+    shutil.copyfile(cached, tmp)  # copy then rename: the overlay appears whole or not at all
+    tmp.replace(render.out)
+    tick("render", 1, 1)
+    records.append(StageRecord("render", cached, hit))
