@@ -34,6 +34,7 @@ _VERBOSE = typer.Option(False, "--verbose", "-v", help="Show details (tracebacks
 _DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda")
 _HAND_MODEL = typer.Option("open", "--hand-model", help="open (bundled, default) | mano (needs MANO files)")
 _MANO_DIR = typer.Option(None, "--mano-dir", help="Folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl.")
+_FPS = typer.Option(None, "--fps", help="Frame rate of a folder of frames (default 30, with a warning).")
 _IMAGE_FIT = typer.Option(True, "--image-fit/--no-image-fit", help="Fit the hand model to the 2D keypoints "
                           "through the camera (default, when the input has them); --no-image-fit: fit the "
                           "lifted 3D keypoints instead.")
@@ -150,7 +151,7 @@ def _stage_progress():
 
 @app.command()
 def run(
-    video: Path = typer.Argument(..., help="Input video file."),
+    video: Path = typer.Argument(..., help="Input video file, or a folder of .jpg/.png frames."),
     out: Path = typer.Option(..., "--out", "-o", help="Output artifact (.npz)."),
     device: str = _DEVICE,
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Stage cache (default: .handcli-cache "
@@ -163,6 +164,7 @@ def run(
     mano_dir: Optional[Path] = _MANO_DIR,
     seed: int = typer.Option(0, "--seed"),
     image_fit: bool = _IMAGE_FIT,
+    fps: Optional[float] = _FPS,
     with_variance: bool = typer.Option(True, "--variance/--no-variance", help="Also the variance maps "
                                        "(var_joints, ...; default) or stop after refine."),
     render: Optional[Path] = typer.Option(None, "--render", help="Also write the overlay video here (coloured "
@@ -182,7 +184,7 @@ def run(
 
         _check_output_path(out)
         config = stage.RunConfig(
-            detect=DetectConfig(focal=focal, fov=fov, min_frames=2),
+            detect=DetectConfig(focal=focal, fov=fov, min_frames=2, fps=fps),
             estimate=EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit),
             refine=RefineConfig(device=device, seed=seed, hand_model=hand_model, mano_dir=mano_dir),
             variance=VarianceConfig() if with_variance else None,
@@ -201,12 +203,13 @@ def run(
 
 @app.command()
 def detect(
-    video: Path = typer.Argument(..., help="Input video file."),
+    video: Path = typer.Argument(..., help="Input video file, or a folder of .jpg/.png frames."),
     out: Path = typer.Option(..., "--out", "-o"),
     focal: Optional[float] = typer.Option(None, "--focal", help="Focal length in pixels."),
     fov: Optional[float] = typer.Option(None, "--fov", help="Field of view in degrees across the longer image "
                                         "side (default 60)."),
     max_hands: int = typer.Option(2, "--max-hands", help="Hands to look for per frame (1-10)."),
+    fps: Optional[float] = _FPS,
     verbose: bool = _VERBOSE,
 ) -> None:
     """Detect and track hands in a video (MediaPipe), write 2D keypoints and metric landmarks."""
@@ -215,7 +218,7 @@ def detect(
         from handcli.stages import detect as stage
 
         _check_output_path(out)
-        config = stage.DetectConfig(focal=focal, fov=fov, max_hands=max_hands)
+        config = stage.DetectConfig(focal=focal, fov=fov, max_hands=max_hands, fps=fps)
         with _stage_progress() as tick:
             result = stage.detect_file(video, config, progress=lambda done, total: tick("detect", done, total))
         for warning in result.meta.get("warnings", []):

@@ -1,4 +1,5 @@
 """Reading videos: probe the metadata, then stream RGB frames one at a time (never the whole video in memory).
+A folder of frames (handcli.frames) is read through the same three calls.
 
 Decoding is ffmpeg through imageio-ffmpeg. Two behaviours worth knowing (docs/detect.md):
 * Rotation: ffmpeg applies a phone's display-rotation metadata while decoding, so frames, `width` and
@@ -50,8 +51,11 @@ class VideoInfo:
         return None
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Read a video's header without decoding frames. Raises BadInput (one line) for unusable files."""
+def probe_video(path: str | Path, fps: float | None = None) -> VideoInfo:
+    """Read a video's header without decoding frames, or a frame folder's first frame (`fps`: the folder's
+    rate; a video states its own). Raises BadInput (one line) for unusable input."""
+    if Path(path).is_dir():
+        return _probe_folder(Path(path), fps)
     path = check_input_file(path)
     import imageio_ffmpeg
 
@@ -71,10 +75,33 @@ def probe_video(path: str | Path) -> VideoInfo:
                      rotated=stored_size != (width, height) and stored_size == (height, width))
 
 
+def _probe_folder(folder: Path, fps: float | None) -> VideoInfo:
+    from handcli.frames import frame_files, read_frame
+
+    files = frame_files(folder)
+    height, width = read_frame(files[0]).shape[:2]
+    rate = fps if fps is not None else DEFAULT_FPS
+    return VideoInfo(path=folder, width=width, height=height, fps=rate, fps_known=fps is not None,
+                     duration=len(files) / rate, codec="frames", rotated=False)
+
+
+def video_digest(path: str | Path) -> str:
+    """sha256 of a video file, or of a frame folder's frames (names and contents): what cache keys cover."""
+    from handcli.artifacts import file_digest
+    from handcli.frames import folder_digest
+
+    return folder_digest(Path(path)) if Path(path).is_dir() else file_digest(path)
+
+
 def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
     """Yield every frame of `info.path` as a (height, width, 3) uint8 RGB array (a read-only view of ffmpeg's
     buffer), at the constant rate `info.fps`. Raises BadInput if the video has no frames or ends well before
     its header says it should (truncated file)."""
+    if info.path.is_dir():
+        from handcli.frames import frame_files, iter_folder
+
+        yield from iter_folder(frame_files(info.path), info.width, info.height)
+        return
     import imageio_ffmpeg
 
     generator = imageio_ffmpeg.read_frames(str(info.path), output_params=_rate_filter(info))
@@ -114,6 +141,10 @@ def count_frames(info: VideoInfo) -> int:
     """How many frames iter_frames(info) yields, counted by decoding to nowhere with the same rate filter
     (no pixel transfer: ~0.4 s for 621 frames of 1280x720 here). A remux-only count would be instant but counts
     stored frames, which differ from the resampled ones on variable-rate video. 0 if ffmpeg cannot tell."""
+    if info.path.is_dir():
+        from handcli.frames import frame_files
+
+        return len(frame_files(info.path))
     import imageio_ffmpeg
 
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-i", str(info.path), "-map", "0:v:0",

@@ -14,13 +14,13 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from handcli.artifacts import Artifact, file_digest, make_meta
+from handcli.artifacts import Artifact, make_meta
 from handcli.detect.intrinsics import camera_matrix
 from handcli.detect.lifting import project, solve_translation
 from handcli.detect.mediapipe_hands import MediaPipeHands
 from handcli.detect.tracking import HandTracker, Track, TrackerConfig, fill_unseen, stack_tracks
 from handcli.errors import BadInput
-from handcli.video import VideoInfo, iter_frames, probe_video
+from handcli.video import VideoInfo, iter_frames, probe_video, video_digest
 
 # progress(frames done, frames the header announces or None)
 # keypoints closer than this to the camera plane (or behind it) mean the translation solve failed
@@ -40,6 +40,7 @@ class DetectConfig:
     max_gap_seconds: float = 0.5  # a track unseen for longer than this ends; shorter gaps keep its identity
     min_track_seconds: float = 0.2  # tracks observed on fewer frames than this are dropped as spurious
     min_frames: int = 1  # fewer decoded frames is bad input (a caller that needs motion asks for 2+)
+    fps: float | None = None  # frame rate of a frame folder (a video states its own); default 30 with a warning
 
 
 def check_config(config: DetectConfig) -> None:
@@ -51,6 +52,8 @@ def check_config(config: DetectConfig) -> None:
     for name in ("min_detection_confidence", "min_tracking_confidence"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             raise BadInput(f"{name} must be between 0 and 1, got {getattr(config, name)}")
+    if config.fps is not None and not (math.isfinite(config.fps) and 0 < config.fps <= 1000):
+        raise BadInput(f"--fps must be between 0 and 1000 frames per second, got {config.fps}")
     if config.max_gap_seconds < 0 or config.min_track_seconds < 0:
         raise BadInput("max_gap_seconds and min_track_seconds must not be negative")
 
@@ -99,7 +102,9 @@ def detect(frames: Iterable[np.ndarray], video: VideoInfo, config: DetectConfig,
     if num_tracks == 0:
         warnings.append(f"no hands found in {num_frames} frame(s) of {video.path.name}")
     if not video.fps_known:
-        warnings.append(f"the video does not state its frame rate; assuming {video.fps:g} fps")
+        warnings.append(f"a folder of frames states no frame rate; assuming {video.fps:g} fps (pass --fps)"
+                        if video.codec == "frames" else
+                        f"the video does not state its frame rate; assuming {video.fps:g} fps")
     meta = make_meta("detect", config=asdict(config), timings=timings)
     meta["video"] = {"width": video.width, "height": video.height, "fps": video.fps, "codec": video.codec,
                      "rotated": video.rotated, "duration_s": video.duration, "frames": num_frames}
@@ -149,8 +154,10 @@ def _lift(world_landmarks: np.ndarray, keypoints2d: np.ndarray, valid: np.ndarra
 def detect_file(path: str | Path, config: DetectConfig, progress: Progress | None = None) -> Artifact:
     """Probe and stream the video at `path`, detect, and record the input's digest."""
     check_config(config)
-    video = probe_video(path)
+    if config.fps is not None and not Path(path).is_dir():
+        raise BadInput("--fps is for a folder of frames; a video file states its own frame rate")
+    video = probe_video(path, config.fps)
     camera_matrix(video.width, video.height, config.focal, config.fov)  # bad options fail before decoding
     result = detect(iter_frames(video), video, config, progress)
-    result.meta["inputs"] = {"video": str(path), "sha256": file_digest(path)}
+    result.meta["inputs"] = {"video": str(path), "sha256": video_digest(path)}
     return result

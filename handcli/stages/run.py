@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from handcli.artifacts import Artifact, file_digest
+from handcli.artifacts import Artifact
 from handcli.cache import WorkDir, stage_key, weights_digests
 from handcli.errors import BadInput
 from handcli.handmodels import hand_model_files
@@ -22,6 +22,7 @@ from handcli.stages.estimate import EstimateConfig, estimate
 from handcli.stages.refine import RefineConfig, refine
 from handcli.stages.render import RenderConfig, check_render_output, render_file
 from handcli.stages.variance import VarianceConfig, attach_variance
+from handcli.video import video_digest
 
 STAGES = ("detect", "estimate", "refine", "variance", "render")
 # progress(stage, frames or items done, total or None)
@@ -71,15 +72,15 @@ def run_video(video: Path, work_dir: Path, config: RunConfig, *, progress: Stage
     video = Path(video)
     if config.render is not None:  # a bad overlay path fails before hours of work, not after
         check_render_output(replace(config.render, video=video))
-    if not video.is_file():
-        raise BadInput(f"{video}: no such file")
+    if not (video.is_file() or video.is_dir()):
+        raise BadInput(f"{video}: no such file or folder")
     forced = set(STAGES[STAGES.index(config.force):]) if config.force else set()
     tick = progress or (lambda stage, done, total: None)
     records: list[StageRecord] = []
     from handcli.diffusion.weights import default_weights_path
 
     with WorkDir(work_dir) as work:
-        key = stage_key("detect", file_digest(video), _config_dict(config.detect))
+        key = stage_key("detect", video_digest(video), _config_dict(config.detect))
         detected, path, hit = work.cached(
             "detect", key, lambda: detect_file(video, config.detect, progress=lambda d, t: tick("detect", d, t)),
             force="detect" in forced, notify=notify)
