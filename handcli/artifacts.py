@@ -416,7 +416,10 @@ def make_meta(stage: str, *, hand_model: str | None = None, config: dict | None 
     """The `meta` JSON object every stage writes; `previous` carries the upstream stages' history."""
     history = list((previous or {}).get("history", []))
     if previous and previous.get("stage"):
-        history.append({k: previous.get(k) for k in ("stage", "config", "timings", "inputs")})
+        entry = {k: previous.get(k) for k in ("stage", "config", "timings", "inputs")}
+        if "tracking" in previous:  # detect's identities and links stay readable downstream (`handcli info`)
+            entry["tracking"] = previous["tracking"]
+        history.append(entry)
     return {
         "schema_version": SCHEMA_VERSION,
         "stage": stage,

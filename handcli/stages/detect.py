@@ -17,6 +17,7 @@ import numpy as np
 from handcli.artifacts import Artifact, make_meta
 from handcli.detect.intrinsics import camera_matrix
 from handcli.detect.lifting import project, solve_translation
+from handcli.detect.linking import link_fragments
 from handcli.detect.mediapipe_hands import MediaPipeHands
 from handcli.detect.tracking import HandTracker, Track, TrackerConfig, fill_unseen, stack_tracks
 from handcli.errors import BadInput
@@ -41,6 +42,7 @@ class DetectConfig:
     min_track_seconds: float = 0.2  # tracks observed on fewer frames than this are dropped as spurious
     min_frames: int = 1  # fewer decoded frames is bad input (a caller that needs motion asks for 2+)
     fps: float | None = None  # frame rate of a frame folder (a video states its own); default 30 with a warning
+    link: bool = True  # link track fragments of one hand across gaps (handcli.detect.linking)
 
 
 def check_config(config: DetectConfig) -> None:
@@ -94,7 +96,10 @@ def detect(frames: Iterable[np.ndarray], video: VideoInfo, config: DetectConfig,
 
     started = time.perf_counter()
     min_observations = min_track_observations(config, video.fps, num_frames)
-    per_track, lift_failures, reprojection_px = _assemble(tracker.finished_tracks(min_observations), num_frames, K)
+    tracks, links = tracker.finished_tracks(min_observations), []
+    if config.link:
+        tracks, links = link_fragments(tracks, video.fps)
+    per_track, lift_failures, reprojection_px = _assemble(tracks, num_frames, K)
     num_tracks = len(per_track["is_right"])
     timings["assemble_s"] = time.perf_counter() - started
 
@@ -109,8 +114,9 @@ def detect(frames: Iterable[np.ndarray], video: VideoInfo, config: DetectConfig,
     meta["video"] = {"width": video.width, "height": video.height, "fps": video.fps, "codec": video.codec,
                      "rotated": video.rotated, "duration_s": video.duration, "frames": num_frames}
     meta["tracking"] = {"max_gap_frames": tracker.config.max_gap_frames, "min_observations": min_observations,
-                        "tracks_found": len(tracker.tracks), "tracks_dropped": len(tracker.tracks) - num_tracks,
-                        "lift_failures": lift_failures, "reprojection_px_median": reprojection_px}
+                        "tracks_found": len(tracker.tracks), "tracks_dropped": len(tracker.tracks) - len(links) - num_tracks,
+                        "lift_failures": lift_failures, "reprojection_px_median": reprojection_px,
+                        "links": [link.as_dict() for link in links]}
     meta["warnings"] = warnings
     return Artifact(**per_track, fps=video.fps, meta=meta, image_size=np.array([video.width, video.height]), K=K,
                     frame_index=np.arange(num_frames), track_id=np.arange(num_tracks))

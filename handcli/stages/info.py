@@ -54,6 +54,16 @@ def describe_file(path: Path) -> list[str]:
     if artifact.meta:
         lines.append(f"  stage: {artifact.meta.get('stage')}, hand model: {artifact.meta.get('hand_model')}, "
                      f"handcli {artifact.meta.get('handcli_version')}")
+    tracking = next((entry["tracking"] for entry in [artifact.meta, *reversed(artifact.meta.get("history", []))]
+                     if isinstance(entry, dict) and "tracking" in entry), None)
+    if tracking is not None:
+        links = tracking.get("links", [])
+        lines.append(f"  tracking: {tracking.get('tracks_found')} fragment(s) found, {len(links)} linked, "
+                     f"{tracking.get('tracks_dropped')} dropped")
+        for link in links:
+            lines.append(f"    linked fragment {link['later']} after {link['earlier']} across {link['gap_frames']} "
+                         f"unseen frame(s) (moved {link['move_hand_sizes']:g} hand sizes, size ratio "
+                         f"{link['size_ratio']:g})")
     for key, value in sorted(artifact.meta.get("import", {}).items()):
         lines.append(f"  import {key}: {value}")
     if artifact.var_joints is not None:

@@ -1,0 +1,135 @@
+"""One identity per physical hand: link track fragments that do not overlap in time.
+
+The online tracker (handcli.detect.tracking) ends a track when its hand is unseen for longer than
+`max_gap_frames`, so a hand that leaves the view, or that MediaPipe misses for a second, comes back as a new
+track. Afterwards, fragments are linked end to start when the link is plausible:
+  * they do not overlap in time (two hands seen together are two hands);
+  * the same side: the handedness votes agree, or one of them is too weak to tell (|mean vote| < 0.2);
+  * the same hand: the metric hand size from MediaPipe's world landmarks (median over each fragment) differs
+    by less than `max_size_ratio`;
+  * the way there is possible: the 2D wrist moved at most `base_hand_sizes + speed_hand_sizes x gap seconds`
+    hand sizes (a hand that left at the left edge and comes back at the left edge links at once; across the
+    image it needs time);
+  * the gap is at most `max_gap_seconds`.
+Candidate links are taken cheapest first (cost: the wrist's move in hand sizes plus the size mismatch), each
+fragment end and start used once, so a re-entering hand takes the fragment nearest where it left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from handcli.detect.tracking import Track
+
+WRIST, MIDDLE_CHAIN = 0, (0, 9, 10, 11, 12)
+
+
+@dataclass
+class LinkConfig:
+    max_gap_seconds: float = 10.0  # longest absence still linked
+    base_hand_sizes: float = 1.5  # wrist move allowed across any gap, in hand sizes (box diagonals)
+    speed_hand_sizes: float = 4.0  # plus this many hand sizes per second of gap
+    max_size_ratio: float = 1.25  # metric hand sizes (world landmarks) further apart than this: other hands
+    weak_vote: float = 0.2  # |mean handedness vote| below this says nothing about the side
+    edge_frames: int = 5  # observations at each fragment end that describe where and how big it was
+
+
+@dataclass
+class Link:
+    """Fragment `later` continues fragment `earlier` (track ids before linking) after `gap` unseen frames."""
+
+    earlier: int
+    later: int
+    gap: int
+    move_hand_sizes: float
+    size_ratio: float
+
+    def as_dict(self) -> dict:
+        return {"earlier": self.earlier, "later": self.later, "gap_frames": self.gap,
+                "move_hand_sizes": round(self.move_hand_sizes, 3), "size_ratio": round(self.size_ratio, 3)}
+
+
+@dataclass
+class _End:
+    """What one end (first or last few observations) of a fragment looks like."""
+
+    frame: int
+    wrist: np.ndarray  # (2,) pixels
+    hand_size: float  # pixels, box diagonal
+
+
+def _end(track: Track, last: bool, count: int) -> _End:
+    detections = track.detections[-count:] if last else track.detections[:count]
+    boxes = np.array([d.box for d in detections])
+    size = float(np.median(np.hypot(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])))
+    return _End(frame=track.frames[-1] if last else track.frames[0],
+                wrist=detections[-1 if last else 0].keypoints2d[WRIST], hand_size=max(size, 1e-6))
+
+
+def metric_size(track: Track) -> float:
+    """Median hand length (m) of the track's world landmarks: wrist -> middle fingertip along the finger."""
+    lengths = [np.linalg.norm(np.diff(d.world_landmarks[list(MIDDLE_CHAIN)], axis=0), axis=-1).sum()
+               for d in track.detections]
+    return float(np.median(lengths))
+
+
+def _side(track: Track, weak: float) -> int:
+    """+1 right, -1 left, 0 cannot tell."""
+    mean = track.right_vote / len(track.detections)
+    return 0 if abs(mean) < weak else (1 if mean > 0 else -1)
+
+
+def link_fragments(tracks: list[Track], fps: float, config: LinkConfig | None = None
+                   ) -> tuple[list[Track], list[Link]]:
+    """Merge linked fragments (in frame order, ids renumbered by first appearance); returns (tracks, links)."""
+    config = config or LinkConfig()
+    if len(tracks) < 2:
+        return tracks, []
+    starts = [_end(t, False, config.edge_frames) for t in tracks]
+    ends = [_end(t, True, config.edge_frames) for t in tracks]
+    sizes = [metric_size(t) for t in tracks]
+    sides = [_side(t, config.weak_vote) for t in tracks]
+    candidates = []
+    for a, track_a in enumerate(tracks):
+        for b, track_b in enumerate(tracks):
+            gap = starts[b].frame - ends[a].frame - 1
+            if a == b or gap < 0 or gap > config.max_gap_seconds * fps:
+                continue
+            if sides[a] * sides[b] < 0:
+                continue
+            ratio = max(sizes[a], sizes[b]) / max(min(sizes[a], sizes[b]), 1e-6)
+            if ratio > config.max_size_ratio:
+                continue
+            hand_size = 0.5 * (ends[a].hand_size + starts[b].hand_size)
+            move = float(np.linalg.norm(starts[b].wrist - ends[a].wrist)) / hand_size
+            if move > config.base_hand_sizes + config.speed_hand_sizes * (gap + 1) / fps:
+                continue
+            candidates.append((move + (ratio - 1.0) * 4.0, Link(track_a.track_id, track_b.track_id, gap, move, ratio),
+                               a, b))
+    successor: dict[int, int] = {}
+    predecessor: dict[int, int] = {}
+    links = []
+    for _, link, a, b in sorted(candidates, key=lambda c: c[0]):
+        if a in successor or b in predecessor:
+            continue
+        successor[a], predecessor[b] = b, a
+        links.append(link)
+    merged = []
+    for index in range(len(tracks)):
+        if index in predecessor:
+            continue
+        chain = Track(track_id=len(merged))
+        node = index
+        while True:
+            chain.frames.extend(tracks[node].frames)
+            chain.detections.extend(tracks[node].detections)
+            if node not in successor:
+                break
+            node = successor[node]
+        merged.append(chain)
+    merged.sort(key=lambda t: t.frames[0])
+    for new_id, track in enumerate(merged):
+        track.track_id = new_id
+    return merged, links

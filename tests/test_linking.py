@@ -1,0 +1,96 @@
+"""One identity per physical hand (handcli.detect.linking): fragments of one hand are linked across a gap,
+distinct hands are kept apart."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from handcli.detect.linking import link_fragments, metric_size
+from handcli.detect.tracking import HandDetection, HandTracker
+from tests.test_detect import hand_template
+
+FPS = 30.0
+
+
+def world(length: float = 0.18) -> np.ndarray:
+    """(21, 3) world landmarks whose middle finger chain is `length` metres long (the size linking compares)."""
+    points = np.zeros((21, 3))
+    points[[9, 10, 11, 12], 1] = -np.array([0.5, 0.7, 0.85, 1.0]) * length
+    return points
+
+
+def seen(keypoints2d, right_probability, length=0.18) -> HandDetection:
+    return HandDetection(keypoints2d=keypoints2d, world_landmarks=world(length), right_probability=right_probability,
+                         score=0.9)
+
+
+def track(schedule) -> list:
+    """schedule: frame -> list of detections. Returns the tracker's tracks, then linked."""
+    tracker = HandTracker()
+    for frame in range(max(schedule) + 1):
+        tracker.update(frame, schedule.get(frame, []))
+    return link_fragments(tracker.finished_tracks(min_observations=6), FPS)
+
+
+def test_a_hand_that_leaves_for_a_second_and_returns_stays_one_track():
+    schedule = {}
+    for frame in range(90):
+        if 30 <= frame < 60:  # out of view for 1 s: the tracker ends the track after 0.5 s
+            continue
+        x = 60 + 2 * frame if frame < 30 else 60 + 2 * 30 + 40  # comes back near where it left
+        schedule[frame] = [seen(hand_template() + (x, 300), 0.9)]
+    tracks, links = track(schedule)
+    assert len(tracks) == 1 and len(links) == 1 and links[0].gap == 30
+    assert tracks[0].frames == [f for f in range(90) if not 30 <= f < 60]
+
+
+def test_crossing_hands_keep_their_identities_and_are_not_merged():
+    schedule = {}
+    for frame in range(40):
+        right = seen(hand_template() + (100 + 10 * frame, 300), 0.9)
+        left = seen(hand_template(right=False) + (500 - 10 * frame, 330), 0.1)
+        schedule[frame] = [right] if 19 <= frame <= 21 else [right, left]
+    tracks, links = track(schedule)
+    assert len(tracks) == 2 and links == []
+    assert sorted(t.is_right for t in tracks) == [False, True]
+
+
+def test_distinct_hands_are_kept_apart():
+    # two right hands of two people, far apart and seen at the same time: never one identity
+    schedule = {f: [seen(hand_template() + (100, 300), 0.9), seen(hand_template() + (550, 300), 0.9)]
+                for f in range(30)}
+    tracks, links = track(schedule)
+    assert len(tracks) == 2 and links == []
+    # one right hand leaves, a left hand enters where it was: other side, other hand
+    schedule = {f: [seen(hand_template() + (300, 300), 0.9)] for f in range(30)}
+    schedule.update({f: [seen(hand_template(right=False) + (300, 300), 0.1)] for f in range(50, 80)})
+    assert len(track(schedule)[0]) == 2
+    # a hand of another size (another person) takes over where the first left
+    schedule = {f: [seen(hand_template() + (300, 300), 0.9, 0.19)] for f in range(30)}
+    schedule.update({f: [seen(hand_template() + (300, 300), 0.9, 0.14)] for f in range(50, 80)})
+    assert len(track(schedule)[0]) == 2
+    # a right hand appearing across the image 0.3 s after another vanished: 3.3 hand sizes that fast is
+    # over 1.5 m/s for an adult hand
+    schedule = {f: [seen(hand_template() + (60, 300), 0.9)] for f in range(30)}
+    schedule.update({f: [seen(hand_template() + (600, 300), 0.9)] for f in range(39, 80)})
+    assert len(track(schedule)[0]) == 2
+
+
+def test_metric_size_reads_the_world_landmarks():
+    assert abs(metric_size(track({f: [seen(hand_template() + (300, 300), 0.9, 0.2)] for f in range(10)})[0][0])
+               - 0.2) < 1e-9
+
+
+def test_refine_infills_short_gaps_and_leaves_long_ones_unobserved():
+    from handcli.artifacts import Artifact
+    from handcli.stages.refine import RefineConfig, refine
+    from tests.conftest import random_keypoints
+
+    valid = np.ones((1, 120), bool)
+    valid[0, 20:30] = False  # 0.33 s: infilled
+    valid[0, 60:100] = False  # 1.3 s: a linked hand's absence, not trusted
+    artifact = Artifact(keypoints3d=random_keypoints(1, 120), valid=valid, is_right=np.ones(1, bool), fps=30.0)
+    refined = refine(artifact, RefineConfig(device="cpu"))
+    assert refined.valid[0, 20:30].all() and not refined.observed[0, 20:30].any()
+    assert not refined.valid[0, 60:100].any() and refined.valid[0, 100:].all()
+    assert np.isfinite(refined.keypoints3d).all()
