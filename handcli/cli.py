@@ -6,6 +6,8 @@ input, 130 interrupted. Errors are one line on stderr; `--verbose` adds the trac
 
 from __future__ import annotations
 
+import os
+
 import logging
 import signal
 import sys
@@ -187,7 +189,8 @@ def run(
             detect=DetectConfig(focal=focal, fov=fov, min_frames=2, fps=fps),
             estimate=EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit),
             refine=RefineConfig(device=device, seed=seed, hand_model=hand_model, mano_dir=mano_dir),
-            variance=VarianceConfig() if with_variance else None,
+            # the chain runs one stage at a time, so the variance stage may use both cores of a small machine
+            variance=VarianceConfig(threads=min(2, os.cpu_count() or 1)) if with_variance else None,
             render=(RenderConfig(out=render, variance=with_variance, skeleton=skeleton, hand_model=hand_model,
                                  mano_dir=mano_dir) if render is not None else None),
             force=force)
