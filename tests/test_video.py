@@ -123,8 +123,9 @@ def test_bad_files(tmp_path, make, message):
         list(iter_frames(probe_video(path)))
 
 
-def test_directory_is_not_a_video(tmp_path):
-    with pytest.raises(BadInput, match="not a file"):
+def test_a_directory_is_read_as_a_frame_folder(tmp_path):
+    """Folders of frames are input too (tests/test_frames.py); one without frames is bad input."""
+    with pytest.raises(BadInput, match="folder holds no frames"):
         probe_video(tmp_path)
 
 
