@@ -94,3 +94,19 @@ def test_refine_infills_short_gaps_and_leaves_long_ones_unobserved():
     assert refined.valid[0, 20:30].all() and not refined.observed[0, 20:30].any()
     assert not refined.valid[0, 60:100].any() and refined.valid[0, 100:].all()
     assert np.isfinite(refined.keypoints3d).all()
+
+
+def test_two_hands_claiming_one_side_are_resolved_by_the_vote():
+    from handcli.detect.linking import resolve_sides
+
+    schedule = {f: [seen(hand_template() + (100, 300), 0.95), seen(hand_template() + (450, 300), 0.6)]
+                for f in range(30)}
+    tracks, _ = track(schedule)
+    assert [t.is_right for t in tracks] == [True, True]
+    flipped = resolve_sides(tracks)
+    assert len(flipped) == 1 and sorted(t.is_right for t in tracks) == [False, True]
+    assert not next(t for t in tracks if t.track_id == flipped[0]).is_right  # the weaker vote gave way
+    # three hands at once (two people): nothing to resolve by elimination
+    schedule = {f: [seen(hand_template() + (x, 300), 0.9) for x in (60, 300, 540)] for f in range(30)}
+    tracks, _ = track(schedule)
+    assert resolve_sides(tracks) == [] and all(t.is_right for t in tracks)

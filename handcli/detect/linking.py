@@ -36,6 +36,30 @@ class LinkConfig:
     edge_frames: int = 5  # observations at each fragment end that describe where and how big it was
 
 
+def resolve_sides(tracks: list[Track], min_overlap: float = 0.5) -> list[int]:
+    """Two hands seen together claiming the same side: the track with the clearly weaker mean handedness vote
+    (below 0.8 of the other's) takes the other side (MediaPipe mislabels one of two hands far more often than
+    two people show the same hand; with three or more hands at once, or equal votes, nothing is changed). Returns the ids of the tracks whose side was turned;
+    their `side_override` is set."""
+    flipped = []
+    for a, first in enumerate(tracks):
+        for second in tracks[a + 1:]:
+            shared = len(set(first.frames) & set(second.frames))
+            if shared < min_overlap * min(len(first.frames), len(second.frames)) or first.is_right != second.is_right:
+                continue
+            crowd = [t for t in tracks if t is not first and t is not second
+                     and len(set(t.frames) & set(first.frames) & set(second.frames)) > 0]
+            if crowd:
+                continue
+            weaker, stronger = sorted((first, second), key=lambda t: abs(t.right_vote) / len(t.detections))
+            if abs(weaker.right_vote) / len(weaker.detections) > 0.8 * abs(stronger.right_vote) / len(
+                    stronger.detections):
+                continue  # about equally sure: the vote cannot say which one is wrong
+            weaker.side_override = not weaker.is_right
+            flipped.append(weaker.track_id)
+    return flipped
+
+
 @dataclass
 class Link:
     """Fragment `later` continues fragment `earlier` (track ids before linking) after `gap` unseen frames."""

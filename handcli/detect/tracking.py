@@ -52,6 +52,7 @@ class Track:
     track_id: int
     frames: list[int] = field(default_factory=list)
     detections: list[HandDetection] = field(default_factory=list)
+    side_override: bool | None = None  # set by handcli.detect.linking.resolve_sides: the side it must be
 
     @property
     def last_frame(self) -> int:
@@ -64,7 +65,7 @@ class Track:
 
     @property
     def is_right(self) -> bool:
-        return self.right_vote > 0
+        return self.right_vote > 0 if self.side_override is None else self.side_override
 
     @property
     def right_probability(self) -> float:

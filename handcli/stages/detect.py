@@ -17,7 +17,7 @@ import numpy as np
 from handcli.artifacts import Artifact, make_meta
 from handcli.detect.intrinsics import camera_matrix
 from handcli.detect.lifting import project, solve_translation
-from handcli.detect.linking import link_fragments
+from handcli.detect.linking import link_fragments, resolve_sides
 from handcli.detect.mediapipe_hands import MediaPipeHands
 from handcli.detect.tracking import HandTracker, Track, TrackerConfig, fill_unseen, stack_tracks
 from handcli.errors import BadInput
@@ -96,9 +96,10 @@ def detect(frames: Iterable[np.ndarray], video: VideoInfo, config: DetectConfig,
 
     started = time.perf_counter()
     min_observations = min_track_observations(config, video.fps, num_frames)
-    tracks, links = tracker.finished_tracks(min_observations), []
+    tracks, links, side_flips = tracker.finished_tracks(min_observations), [], []
     if config.link:
         tracks, links = link_fragments(tracks, video.fps)
+        side_flips = resolve_sides(tracks)
     per_track, lift_failures, reprojection_px = _assemble(tracks, num_frames, K)
     num_tracks = len(per_track["is_right"])
     timings["assemble_s"] = time.perf_counter() - started
@@ -116,7 +117,7 @@ def detect(frames: Iterable[np.ndarray], video: VideoInfo, config: DetectConfig,
     meta["tracking"] = {"max_gap_frames": tracker.config.max_gap_frames, "min_observations": min_observations,
                         "tracks_found": len(tracker.tracks), "tracks_dropped": len(tracker.tracks) - len(links) - num_tracks,
                         "lift_failures": lift_failures, "reprojection_px_median": reprojection_px,
-                        "links": [link.as_dict() for link in links]}
+                        "links": [link.as_dict() for link in links], "side_flips": side_flips}
     meta["warnings"] = warnings
     return Artifact(**per_track, fps=video.fps, meta=meta, image_size=np.array([video.width, video.height]), K=K,
                     frame_index=np.arange(num_frames), track_id=np.arange(num_tracks))
