@@ -60,6 +60,9 @@ def describe_file(path: Path) -> list[str]:
         links = tracking.get("links", [])
         lines.append(f"  tracking: {tracking.get('tracks_found')} fragment(s) found, {len(links)} linked, "
                      f"{tracking.get('tracks_dropped')} dropped")
+        if tracking.get("side_flips"):
+            lines.append(f"    side taken from the vote for track(s) {', '.join(map(str, tracking['side_flips']))} "
+                         "(two hands claimed one side)")
         for link in links:
             lines.append(f"    linked fragment {link['later']} after {link['earlier']} across {link['gap_frames']} "
                          f"unseen frame(s) (moved {link['move_hand_sizes']:g} hand sizes, size ratio "
