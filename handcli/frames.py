@@ -3,7 +3,7 @@
 Frames are the folder's image files in natural sort order (frame2 before frame10), at the rate the caller
 gives (`--fps`), else DEFAULT_FPS with `fps_known` False (detect then warns, as for a video without a rate).
 Every frame must decode and have the first frame's size; an empty folder, an unreadable frame or a size change
-is one line of BadInput. Grey frames are expanded to RGB and an alpha channel is dropped.
+is one line of BadInput. Every frame becomes 8-bit RGB (read_frame).
 """
 
 from __future__ import annotations
@@ -35,18 +35,23 @@ def frame_files(folder: Path) -> list[Path]:
 
 
 def read_frame(path: Path) -> np.ndarray:
-    """(height, width, 3) uint8 RGB. BadInput (one line) if the file does not decode as an image."""
+    """(height, width, 3) uint8 RGB, turned upright by its EXIF orientation (as ffmpeg turns a phone video).
+    8-bit images of any mode (grey, grey+alpha, palette, 1-bit, CMYK, RGBA) are converted to RGB by Pillow;
+    16-bit ones keep their top byte. BadInput (one line) if the file does not decode as an image."""
     import imageio.v3 as iio
 
     try:
-        image = np.asarray(iio.imread(path))
+        mode = str(iio.immeta(path).get("mode", ""))
+        if mode.startswith("I;16") or mode in ("I", "F"):  # Pillow's RGB conversion would clip these
+            image = np.asarray(iio.imread(path, rotate=True))
+        else:
+            image = np.asarray(iio.imread(path, mode="RGB", rotate=True))
     except Exception as error:  # imageio raises many kinds for a damaged or foreign file
         raise BadInput(f"{path}: not a readable image ({type(error).__name__})") from None
-    if image.dtype != np.uint8:
-        if image.dtype == np.uint16:  # 16-bit PNGs: keep the top byte
-            image = (image >> 8).astype(np.uint8)
-        else:
-            raise BadInput(f"{path}: unsupported pixel type {image.dtype}")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise BadInput(f"{path}: unsupported pixel type {image.dtype}")
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
     if image.ndim != 3 or image.shape[-1] not in (3, 4):

@@ -76,3 +76,34 @@ def test_fps_is_refused_for_a_video_file_and_checked(tmp_path, hand_frames):
     clip = hand_frames.parent / "clip.mp4"
     assert_one_line_error(run_cli("detect", clip, "--out", tmp_path / "d.npz", "--fps", "25"), 2, "--fps")
     assert_one_line_error(run_cli("detect", hand_frames, "--out", tmp_path / "d.npz", "--fps", "0"), 2, "--fps")
+
+
+def test_frames_of_any_8_bit_mode_become_upright_rgb(tmp_path):
+    from PIL import Image
+
+    from handcli.frames import read_frame
+
+    Image.fromarray(np.full((8, 8, 2), [100, 255], np.uint8), "LA").save(tmp_path / "grey_alpha.png")
+    Image.fromarray(np.ones((8, 8), bool)).convert("1").save(tmp_path / "one_bit.png")
+    Image.new("CMYK", (8, 8), (0, 0, 0, 255)).save(tmp_path / "cmyk.jpg")  # black in print colours
+    Image.fromarray((np.ones((8, 8)) * 40000).astype(np.uint16)).save(tmp_path / "sixteen.png")
+    upright = Image.fromarray(np.zeros((8, 16, 3), np.uint8))
+    exif = upright.getexif()
+    exif[0x0112] = 6  # stored on its side, like a phone photo
+    upright.save(tmp_path / "rotated.jpg", exif=exif)
+    expected = {"grey_alpha.png": ((8, 8), 100), "one_bit.png": ((8, 8), 255), "cmyk.jpg": ((8, 8), 0),
+                "sixteen.png": ((8, 8), 40000 >> 8), "rotated.jpg": ((16, 8), 0)}
+    for name, (size, value) in expected.items():
+        frame = read_frame(tmp_path / name)
+        assert frame.shape == (*size, 3) and frame.dtype == np.uint8, name
+        assert abs(int(frame[0, 0, 0]) - value) <= 2, (name, frame[0, 0])
+
+
+def test_an_overlay_over_a_folder_plays_at_the_folder_rate(hand_frames, tmp_path):
+    from handcli.video import probe_video as probe
+
+    overlay = tmp_path / "overlay.mp4"
+    result = run_cli("run", hand_frames, "--fps", "10", "--out", tmp_path / "hands.npz", "--no-variance",
+                     "--render", overlay, "--work-dir", tmp_path / "work")
+    assert result.returncode == 0, result.stderr
+    assert probe(overlay).fps == 10.0

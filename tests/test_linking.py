@@ -110,3 +110,29 @@ def test_two_hands_claiming_one_side_are_resolved_by_the_vote():
     schedule = {f: [seen(hand_template() + (x, 300), 0.9) for x in (60, 300, 540)] for f in range(30)}
     tracks, _ = track(schedule)
     assert resolve_sides(tracks) == [] and all(t.is_right for t in tracks)
+
+
+def test_side_resolution_settles_each_track_once_and_ignores_ties():
+    from handcli.detect.linking import resolve_sides
+
+    # A and B both say right while seen together; B and C overlap afterwards: B is turned once, for good
+    schedule = {f: [seen(hand_template() + (100, 300), 0.95)] for f in range(30)}
+    for f in range(60):
+        schedule.setdefault(f, []).append(seen(hand_template() + (450, 300), 0.8))
+    for f in range(35, 60):
+        schedule[f].append(seen(hand_template(right=False) + (250, 100), 0.49))
+    tracks, _ = track(schedule)
+    flipped = resolve_sides(tracks)
+    assert len(flipped) == len(set(flipped)) <= 1
+    # two hands with no handedness evidence at all: nothing to go on, nothing changed
+    schedule = {f: [seen(hand_template() + (100, 300), 0.5), seen(hand_template() + (450, 300), 0.5)]
+                for f in range(30)}
+    tracks, _ = track(schedule)
+    assert resolve_sides(tracks) == []
+
+
+def test_fragments_without_metric_size_link_on_geometry_alone():
+    schedule = {f: [seen(hand_template() + (300, 300), 0.9, 0.0)] for f in range(30)}
+    schedule.update({f: [seen(hand_template() + (310, 300), 0.9, 0.0)] for f in range(50, 80)})
+    tracks, links = track(schedule)
+    assert len(tracks) == 1 and links[0].size_ratio == 1.0

@@ -41,9 +41,11 @@ def resolve_sides(tracks: list[Track], min_overlap: float = 0.5) -> list[int]:
     (below 0.8 of the other's) takes the other side (MediaPipe mislabels one of two hands far more often than
     two people show the same hand; with three or more hands at once, or equal votes, nothing is changed). Returns the ids of the tracks whose side was turned;
     their `side_override` is set."""
-    flipped = []
+    flipped: list[int] = []
     for a, first in enumerate(tracks):
         for second in tracks[a + 1:]:
+            if first.side_override is not None or second.side_override is not None:
+                continue  # each side is settled once: a second turn could bring back the conflict it removed
             shared = len(set(first.frames) & set(second.frames))
             if shared < min_overlap * min(len(first.frames), len(second.frames)) or first.is_right != second.is_right:
                 continue
@@ -52,7 +54,7 @@ def resolve_sides(tracks: list[Track], min_overlap: float = 0.5) -> list[int]:
             if crowd:
                 continue
             weaker, stronger = sorted((first, second), key=lambda t: abs(t.right_vote) / len(t.detections))
-            if abs(weaker.right_vote) / len(weaker.detections) > 0.8 * abs(stronger.right_vote) / len(
+            if abs(weaker.right_vote) / len(weaker.detections) >= 0.8 * abs(stronger.right_vote) / len(
                     stronger.detections):
                 continue  # about equally sure: the vote cannot say which one is wrong
             weaker.side_override = not weaker.is_right
@@ -123,7 +125,8 @@ def link_fragments(tracks: list[Track], fps: float, config: LinkConfig | None = 
                 continue
             if sides[a] * sides[b] < 0:
                 continue
-            ratio = max(sizes[a], sizes[b]) / max(min(sizes[a], sizes[b]), 1e-6)
+            # no metric size (landmarks all zero, e.g. imported 2D-only input): no evidence either way
+            ratio = 1.0 if min(sizes[a], sizes[b]) < 1e-3 else max(sizes[a], sizes[b]) / min(sizes[a], sizes[b])
             if ratio > config.max_size_ratio:
                 continue
             hand_size = 0.5 * (ends[a].hand_size + starts[b].hand_size)

@@ -221,8 +221,8 @@ class ImageProblem:
         the Cauchy weights and the temporal targets from the current solution."""
         with torch.no_grad():
             rotations = axis_angle_to_matrix(torch.cat([orient[:, None], pose], 1))
+            self.depth = transl[:, 2].clamp_min(0.05)  # first: the robust weights read offsets at this depth
             image = self._image_residual(rotations, transl, betas)[0]
-            self.depth = transl[:, 2].clamp_min(0.05)
             self.smooth_transl, self.smooth_orient = _smooth_targets(orient, transl, track, frame, seen.shape,
                                                                      self.config.smooth_seconds * fps)
             self.temporal = 1.0 if later else 0.0

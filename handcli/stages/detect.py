@@ -100,7 +100,9 @@ def detect(frames: Iterable[np.ndarray], video: VideoInfo, config: DetectConfig,
     if config.link:
         tracks, links = link_fragments(tracks, video.fps)
         side_flips = resolve_sides(tracks)
-    per_track, lift_failures, reprojection_px = _assemble(tracks, num_frames, K)
+    per_track, lift_failures, reprojection_px, kept = _assemble(tracks, num_frames, K)
+    # ids in the artifact count the kept tracks only
+    side_flips = [int(np.cumsum(kept)[i] - 1) for i in side_flips if kept[i]]
     num_tracks = len(per_track["is_right"])
     timings["assemble_s"] = time.perf_counter() - started
 
@@ -123,10 +125,10 @@ def detect(frames: Iterable[np.ndarray], video: VideoInfo, config: DetectConfig,
                     frame_index=np.arange(num_frames), track_id=np.arange(num_tracks))
 
 
-def _assemble(tracks: list[Track], num_frames: int, K: np.ndarray) -> tuple[dict, int, float | None]:
+def _assemble(tracks: list[Track], num_frames: int, K: np.ndarray) -> tuple[dict, int, float | None, np.ndarray]:
     """Per-track artifact arrays over `num_frames` frames (unseen frames filled, confidences 0 there), the
-    number of detections that could not be lifted in front of the camera, and the median reprojection error.
-    Tracks left without a single valid frame are dropped."""
+    number of detections that could not be lifted in front of the camera, the median reprojection error, and
+    which of `tracks` were kept ((len(tracks),) bool): tracks left without a single valid frame are dropped."""
     arrays = stack_tracks(tracks, num_frames)
     keypoints3d, valid, reprojection_px = _lift(arrays["world_landmarks"], arrays["keypoints2d"], arrays["valid"], K)
     lift_failures = int(arrays["valid"].sum() - valid.sum())
@@ -137,7 +139,7 @@ def _assemble(tracks: list[Track], num_frames: int, K: np.ndarray) -> tuple[dict
                      world_landmarks=fill_unseen(arrays["world_landmarks"], valid),
                      boxes=fill_unseen(arrays["boxes"], valid), scores=np.where(valid, arrays["scores"], 0.0))
     kept = valid.any(axis=1)
-    return {key: value[kept] for key, value in per_track.items()}, lift_failures, reprojection_px
+    return {key: value[kept] for key, value in per_track.items()}, lift_failures, reprojection_px, kept
 
 
 def _lift(world_landmarks: np.ndarray, keypoints2d: np.ndarray, valid: np.ndarray,

@@ -259,7 +259,8 @@ def render_file(input: Path, config: RenderConfig, notify: Callable[[str], None]
     if config.video is not None:
         from handcli.video import count_frames, probe_video
 
-        info = probe_video(config.video)
+        # a frame folder states no rate: it plays at the rate its artifact was made at (`--fps` of detect/run)
+        info = probe_video(config.video, artifact.fps if Path(config.video).is_dir() else None)
         if artifact.K is None:
             raise BadInput("K: the input has no camera intrinsics, needed to draw over --video "
                            "(artifacts from `handcli detect` carry them)")
