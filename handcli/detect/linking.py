@@ -17,7 +17,7 @@ fragment end and start used once, so a re-entering hand takes the fragment neare
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
