@@ -233,15 +233,16 @@ class ImageProblem:
     # ------------------------------------------------------------------------------------------ residuals
     def _image_residual(self, rotations, transl, betas):
         """(image residual (N, 21, 2) mm at the hand, canonical order; limit residual; predicted keypoints,
-        landmarks (N, 21, 3) MANO21 metres; global joint rotations (N, 16, 3, 3))."""
+        landmarks (N, 21, 3) MANO21 metres; global joint rotations (N, 16, 3, 3); pose (N, 15, 3))."""
         kin = self.kinematics
-        _, limit_residual, predicted, _ = kin.residuals(rotations, transl, betas)
+        predicted, pose = kin.posed(rotations, transl, betas)
         world = kin.world_rotations(rotations, betas)
         landmarks = kin.landmarks(rotations, predicted, betas, world)
+        limit_residual = kin.limit_residual(pose)
         canonical = landmarks[:, list(MANO21_TO_CANONICAL)]
         z = canonical[..., 2:3].clamp_min(1e-3)
         image = (canonical[..., :2] / z - self.normalised) * (self.depth[:, None, None] * MM)
-        return image, limit_residual, predicted, landmarks, world
+        return image, limit_residual, predicted, landmarks, world, pose
 
     def _prior_residuals(self, rotations, transl):
         """Rotation priors as (N, 16, 3) log-map residuals (radians, unweighted) and translation (N, 3) mm."""
@@ -269,8 +270,7 @@ class ImageProblem:
     def step(self, rotations, transl, shape, damping: float, fit_shape: bool):
         """Damped Gauss-Newton step per frame in the FrameProblem's scaled variables: (frame (N, 51), zeros)."""
         kin = self.kinematics
-        image, limit_residual, predicted, landmarks, world = self._image_residual(rotations, transl, shape)
-        pose = matrix_to_axis_angle(rotations[:, 1:])
+        image, limit_residual, predicted, landmarks, world, pose = self._image_residual(rotations, transl, shape)
         prior, smooth, transl_offset = self._prior_residuals(rotations, transl)
         weights = self._prior_weights(image.dtype, image.device)
         steps = []

@@ -91,17 +91,26 @@ class FrameProblem:
         self.path = path
 
     # ------------------------------------------------------------------------------------------ objective
-    def residuals(self, rotations, transl, shape):
-        """(keypoint residual (N, 21, 3) mm in MANO21 order, limit residual (N, 15, 3) scaled, posed points)."""
+    def residuals(self, rotations, transl, shape, world=None):
+        """(keypoint residual (N, 21, 3) mm in MANO21 order, limit residual (N, 15, 3) scaled, posed points,
+        pose). world: the joints' global rotations if already known (only landmark offsets need them)."""
+        predicted, pose = self.posed(rotations, transl, shape)
+        observed = self.points[:, self.to_mano21]
+        keypoint_residual = ((self.landmarks(rotations, predicted, shape, world) - observed) * MM
+                             * self.weight[:, self.to_mano21, None].sqrt())
+        return keypoint_residual, self.limit_residual(pose), predicted, pose
+
+    def posed(self, rotations, transl, shape):
+        """The model's keypoints (N, 21, 3) MANO21 order and the hand pose (N, 15, 3) axis-angle."""
         orient = matrix_to_axis_angle(rotations[:, 0])
         pose = matrix_to_axis_angle(rotations[:, 1:])
-        predicted = self.model.keypoints(orient, pose, shape[self.track], transl, True)[:, self.to_mano21]
-        observed = self.points[:, self.to_mano21]
-        keypoint_residual = ((self.landmarks(rotations, predicted, shape) - observed) * MM
-                             * self.weight[:, self.to_mano21, None].sqrt())
+        return self.model.keypoints(orient, pose, shape[self.track], transl, True)[:, self.to_mano21], pose
+
+    def limit_residual(self, pose) -> torch.Tensor:
+        """Scaled joint-angle excess beyond the limits: pose (N, 15, 3) -> (N, 15, 3)."""
         angles = (self.frames @ pose[..., None])[..., 0]
         excess = angles - torch.minimum(torch.maximum(angles, self.lower), self.upper)
-        return keypoint_residual, excess * self.limit_weight**0.5, predicted, pose
+        return excess * self.limit_weight**0.5
 
     def world_rotations(self, rotations, shape) -> torch.Tensor:
         """Global rotation of each joint (N, 16, 3, 3) from the local ones (N, 16, 3, 3)."""
@@ -124,8 +133,8 @@ class FrameProblem:
     # ------------------------------------------------------------------------------------------ one step
     def step(self, rotations, transl, shape, damping: float, fit_shape: bool):
         """Solve the damped normal equations; returns increments (frame (N, 51), shape (H, nb)) in scaled units."""
-        keypoint_residual, limit_residual, predicted, pose = self.residuals(rotations, transl, shape)
         world = self.world_rotations(rotations, shape)  # (N, 16, 3, 3)
+        keypoint_residual, limit_residual, predicted, pose = self.residuals(rotations, transl, shape, world)
         points = self.landmarks(rotations, predicted, shape, world)
         num_tracks, num_betas = shape.shape
         dtype, device = predicted.dtype, predicted.device
