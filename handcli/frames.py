@@ -71,10 +71,9 @@ def iter_folder(files: list[Path], width: int, height: int) -> Iterator[np.ndarr
 
 def folder_digest(folder: Path) -> str:
     """sha256 over the frames' names and contents, in order (what a cache key of the folder must cover)."""
+    from handcli.artifacts import file_digest
+
     digest = hashlib.sha256()
     for path in frame_files(folder):
-        digest.update(path.name.encode() + b"\0")
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(f"{path.name}\0{file_digest(path)}\0".encode())
     return digest.hexdigest()

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from handcli.detect.tracking import Track
+from handcli.handmodels.size import hand_length
 
-WRIST, MIDDLE_CHAIN = 0, (0, 9, 10, 11, 12)
+WRIST = 0
 
 
 @dataclass
@@ -95,10 +96,8 @@ def _end(track: Track, last: bool, count: int) -> _End:
 
 
 def metric_size(track: Track) -> float:
-    """Median hand length (m) of the track's world landmarks: wrist -> middle fingertip along the finger."""
-    lengths = [np.linalg.norm(np.diff(d.world_landmarks[list(MIDDLE_CHAIN)], axis=0), axis=-1).sum()
-               for d in track.detections]
-    return float(np.median(lengths))
+    """Median hand length (m) of the track's world landmarks (handcli.handmodels.size.hand_length)."""
+    return float(np.median(hand_length(np.array([d.world_landmarks for d in track.detections]))))
 
 
 def _side(track: Track, weak: float) -> int:
