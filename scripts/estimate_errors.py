@@ -21,6 +21,7 @@ from handcli.artifacts import load_artifact  # noqa: E402
 from handcli.handmodels.size import HAND_LENGTH_MEAN_M  # noqa: E402
 from handcli.videobench import scoring  # noqa: E402
 from handcli.videobench.errors import LAGS, clip_summary, frame_errors  # noqa: E402
+from handcli.videobench.report import replace_marked_section  # noqa: E402
 
 RESULTS = REPO / "docs" / "results.md"
 
@@ -60,7 +61,8 @@ def main() -> int:
     table = render(rows, args)
     print(table)
     if args.write_docs:
-        write_section(table, f"<!-- estimate-errors:{args.split}:{args.tag}:{args.stage} -->")
+        replace_marked_section(RESULTS, f"<!-- estimate-errors:{args.split}:{args.tag}:{args.stage} -->",
+                               "<!-- /estimate-errors -->", table)
     return 0
 
 
@@ -98,19 +100,6 @@ def render(rows: list[dict], args) -> str:
         slope = float(np.polyfit(x, depth, 1)[0]) if len(rows) > 2 else float("nan")
         lines.append(f"- {label}: r = {r:+.2f}, slope {slope:+.3g} per unit")
     return "\n".join(lines)
-
-
-def write_section(table: str, marker: str) -> None:
-    """Replace (or append) the marked section of docs/results.md."""
-    text = RESULTS.read_text()
-    block = f"{marker}\n{table}\n<!-- /estimate-errors -->"
-    if marker in text:
-        start = text.index(marker)
-        end = text.index("<!-- /estimate-errors -->", start) + len("<!-- /estimate-errors -->")
-        text = text[:start] + block + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from handcli.videobench.report import replace_marked_section  # noqa: E402
+
 RESULTS = REPO / "docs" / "results.md"
 MARKER, END = "<!-- video-targets -->", "<!-- /video-targets -->"
 
@@ -60,13 +64,7 @@ def main() -> int:
     table = "\n".join([command, ""] + rows(baseline, new))
     print(table)
     if args.write_docs:
-        text = RESULTS.read_text()
-        block = f"{MARKER}\n{table}\n{END}"
-        if MARKER in text:
-            text = text[:text.index(MARKER)] + block + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-        RESULTS.write_text(text)
+        replace_marked_section(RESULTS, MARKER, END, table)
     return 0
 
 

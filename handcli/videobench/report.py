@@ -99,16 +99,21 @@ END_MARKER = "<!-- /video-bench -->"
 
 
 def write_docs_section(path: str | Path, split: str, tag: str, body: str) -> None:
-    """Replace the text between this split/tag's begin marker and the next end marker in `path` with `body`;
-    append a new titled section with the markers when there is none yet."""
+    """Replace this split/tag's marked section of `path` with `body` (a new titled section when absent)."""
+    replace_marked_section(path, begin_marker(split, tag), END_MARKER, body,
+                           heading=f"## Video benchmark: {split} split, `{tag}`")
+
+
+def replace_marked_section(path: str | Path, begin: str, end: str, body: str, heading: str | None = None) -> None:
+    """Replace the text between `begin` and the next `end` marker in `path` with `body`, atomically; append
+    the markers (under `heading`, if given) when `begin` is not there yet."""
     path = Path(path)
     text = path.read_text() if path.is_file() else ""
-    begin = begin_marker(split, tag)
-    block = f"{begin}\n{body.strip()}\n{END_MARKER}"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(END_MARKER), re.S)
+    block = f"{begin}\n{body.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
     else:
-        text = text.rstrip("\n") + f"\n\n## Video benchmark: {split} split, `{tag}`\n\n{block}\n"
+        text = text.rstrip("\n") + (f"\n\n{heading}" if heading else "") + f"\n\n{block}\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
