@@ -115,12 +115,22 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
                                 config=_config_dict(config), timings=timings, previous=artifact.meta)
     refined = artifact.replace(**changes)
     if config.variance:
-        from handcli.stages.variance import VarianceConfig, attach_variance
+        from handcli.stages.variance import attach_variance
 
-        refined = attach_variance(refined, artifact, VarianceConfig(
-            seed=config.seed, device=config.device, weights=config.weights, hand_model=config.hand_model,
-            mano_dir=config.mano_dir, chain=config.samples > 1), refiner, posterior=posterior)
+        refined = attach_variance(refined, artifact, variance_settings(config), refiner, posterior=posterior)
     return refined
+
+
+def variance_settings(config: RefineConfig, base=None):
+    """The VarianceConfig (`base`'s own knobs, default settings if None) that describes a refinement made
+    with `config`: the same refiner weights, seed, device and hand model, Algorithm 1 through the whole chain
+    when the refiner drew several samples."""
+    from dataclasses import replace
+
+    from handcli.stages.variance import VarianceConfig
+
+    return replace(base or VarianceConfig(), seed=config.seed, device=config.device, weights=config.weights,
+                   hand_model=config.hand_model, mano_dir=config.mano_dir, chain=config.samples > 1)
 
 
 def fit_and_project(keypoints3d: np.ndarray, span: np.ndarray, is_right: np.ndarray, config: RefineConfig,

@@ -12,14 +12,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from handcli.artifacts import Artifact
+from handcli.artifacts import Artifact, atomic_path
 from handcli.cache import WorkDir, stage_key, weights_digests
 from handcli.errors import BadInput
 from handcli.handmodels import hand_model_files
 from handcli.fitting.landmarks import OFFSETS_PATH
 from handcli.stages.detect import DetectConfig, detect_file
 from handcli.stages.estimate import EstimateConfig, estimate
-from handcli.stages.refine import RefineConfig, refine
+from handcli.stages.refine import RefineConfig, refine, variance_settings
 from handcli.stages.render import RenderConfig, check_render_output, render_file
 from handcli.stages.variance import VarianceConfig, attach_variance
 from handcli.video import video_digest
@@ -120,21 +120,13 @@ def run_video(video: Path, work_dir: Path, config: RunConfig, *, progress: Stage
     return result, records
 
 
-def variance_config(config: RunConfig) -> VarianceConfig:
-    """The variance stage's settings inside run: its own knobs, the refine stage's model and randomness."""
-    refine_config = config.refine
-    return replace(config.variance, weights=refine_config.weights, seed=refine_config.seed,
-                   device=refine_config.device, hand_model=refine_config.hand_model,
-                   mano_dir=refine_config.mano_dir, chain=refine_config.samples > 1)
-
-
 def _variance(work: WorkDir, refined: Artifact, estimated: Artifact, config: RunConfig, refine_key: str,
               forced: set[str], notify, records: list[StageRecord]) -> tuple[Artifact, Path, str]:
     """The refined artifact with the variance maps of refining `estimated` (cached like every stage)."""
     from handcli.diffusion.weights import default_weights_path
     from handcli.variance.posterior import default_laplace_path
 
-    settings = variance_config(config)
+    settings = variance_settings(config.refine, config.variance)
     refiner_weights = Path(settings.weights or default_weights_path())
     weights = weights_digests({"refiner": refiner_weights,
                                "laplace": Path(settings.laplace or default_laplace_path(refiner_weights)),
@@ -159,8 +151,7 @@ def _render(work: WorkDir, artifact_path: Path, video: Path, render: RenderConfi
     tick("render", 0, 1)
     if not hit:
         render_file(artifact_path, replace(settings, out=cached), notify)
-    tmp = Path(render.out).with_name(f".{Path(render.out).name}.partial")
-    shutil.copyfile(cached, tmp)  # copy then rename: the overlay appears whole or not at all
-    tmp.replace(render.out)
+    with atomic_path(render.out) as tmp:  # the overlay appears whole or not at all
+        shutil.copyfile(cached, tmp)
     tick("render", 1, 1)
     records.append(StageRecord("render", cached, hit))
