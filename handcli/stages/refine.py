@@ -17,6 +17,7 @@ from handcli.artifacts import Artifact, file_digest, make_meta
 from handcli.device import resolve_device
 from handcli.errors import BadInput
 from handcli.inputs import load_input
+from handcli.stages.tracks import check_refinable, observed_span
 
 
 @dataclass
@@ -39,30 +40,6 @@ class RefineConfig:
     # invalid. Measured on the FPHA benchmark, whose drops run 3-15 frames (0.1-0.5 s): 17.4 mm MPJPE in the
     # gaps against 10.3 mm on observed frames (docs/results.md); longer gaps were not measured.
     max_infill_seconds: float = 0.5
-
-
-def observed_span(valid: np.ndarray, max_gap_frames: int | None = None) -> np.ndarray:
-    """(H, T) bool: frames between each track's first and last observation (what refine infills); with
-    `max_gap_frames`, the frames of longer unobserved stretches inside it stay False (not trusted)."""
-    span = np.zeros_like(valid)
-    for h, row in enumerate(valid):
-        seen = np.flatnonzero(row)
-        if seen.size:
-            span[h, seen[0]: seen[-1] + 1] = True
-            if max_gap_frames is not None:
-                for before, after in zip(seen[:-1], seen[1:]):
-                    if after - before - 1 > max_gap_frames:
-                        span[h, before + 1: after] = False
-    return span
-
-
-def check_refinable(artifact: Artifact) -> None:
-    """One-line BadInput for inputs the refiner cannot work on."""
-    if artifact.num_frames < 2:
-        raise BadInput(f"refine needs at least 2 frames, got {artifact.num_frames}")
-    for h in range(artifact.num_tracks):
-        if not artifact.valid[h].any():
-            raise BadInput(f"track {h} has no valid frame; drop it or mark its observed frames valid")
 
 
 def refine(artifact: Artifact, config: RefineConfig) -> Artifact:

