@@ -4,9 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.handcli-installed
 
-.PHONY: setup system-deps demo test weights hand-model sample bench bench-video clean
+.PHONY: setup system-deps gltf-validator demo test weights hand-model sample bench bench-video clean
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) gltf-validator
 
 # headless OpenGL for `handcli render` (EGL + Mesa's software rasteriser); without it render falls back to
 # its slower painter backend, so a failure here is reported but not fatal
@@ -17,6 +17,21 @@ system-deps:
 		echo "system-deps: could not install libegl1 libgl1 libgl1-mesa-dri; render will use the painter fallback"; \
 	else \
 		echo "system-deps: not root or no apt-get; for OpenGL rendering install libegl1, libgl1 and libgl1-mesa-dri"; \
+	fi
+
+# the Khronos glTF validator (npm, pinned) for the export tests, in .tools/ (gitignored); node comes from apt
+# when root; without node/npm the tests that need it skip and say why
+GLTF_VALIDATOR := .tools/node_modules/gltf-validator/package.json
+gltf-validator: $(GLTF_VALIDATOR)
+$(GLTF_VALIDATOR):
+	@if ! command -v npm >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq nodejs npm || true; \
+	fi
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --silent --no-save --no-audit --no-fund --prefix .tools gltf-validator@2.0.0-dev.3.10 || \
+		echo "gltf-validator: npm install failed; the glTF validator test will skip"; \
+	else \
+		echo "gltf-validator: no npm (install nodejs and npm); the glTF validator test will skip"; \
 	fi
 
 # torch is installed first and pinned: an unpinned torch (asked for by a dependency) would pull a CUDA build

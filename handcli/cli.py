@@ -420,6 +420,39 @@ def evaluate(
 
 
 @app.command()
+def export(
+    input: Path = typer.Option(..., "--input", "-i", help="A fitted artifact (or any supported file with "
+                               "hand-model parameters)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file: .glb/.gltf, .bvh, .rrd, .csv or .parquet."),
+    format: Optional[str] = typer.Option(None, "--format", help="glb | gltf | bvh | rrd | csv | parquet "
+                                         "(default: from the suffix of --out)."),
+    track: Optional[int] = typer.Option(None, "--track", help="Export only this track (default: all)."),
+    frame: Optional[str] = typer.Option(None, "--frame", help="camera (the artifact's OpenCV axes) | world-up "
+                                        "(y up, camera looking down -z); default: world-up for glTF/BVH, camera "
+                                        "for the rest."),
+    video: Optional[Path] = typer.Option(None, "--video", help=".rrd: show this video (the input's source) "
+                                         "under the hands."),
+    colours: bool = typer.Option(True, "--colours/--no-colours", help="glTF: vertex colours from the variance."),
+    hand_model: Optional[str] = typer.Option(None, "--hand-model", help="Default: the one the input was made with."),
+    mano_dir: Optional[Path] = _MANO_DIR,
+    verbose: bool = _VERBOSE,
+) -> None:
+    """Export hand motion to glTF, BVH, Rerun, CSV or Parquet (docs/export.md)."""
+
+    def action() -> None:
+        from handcli.export import ExportConfig, export_file
+
+        config = ExportConfig(out=out, format=format, track=track, frame=frame, video=video,
+                              hand_model=hand_model, mano_dir=mano_dir, colours=colours)
+        result = export_file(input, config, notify=_warn)
+        paths = ", ".join(str(p) for p in result.paths)
+        _report(f"[green]export:[/] wrote {paths} ({result.format}, {len(result.tracks)} track(s) x "
+                f"{result.frames} frame(s), {result.frame} frame, {result.seconds:.1f} s)")
+
+    _guarded(action, verbose)
+
+
+@app.command()
 def info(
     file: Optional[Path] = typer.Argument(None, help="An artifact or importable file to describe."),
     mano_dir: Optional[Path] = _MANO_DIR,
