@@ -63,11 +63,12 @@ SPEC: dict[str, tuple[tuple[Any, ...], str]] = {
     "var_joints": (("H", "T", 21), "f"),
     "var_vertices": (("H", "T", "V"), "f"),
     "var_force": (("H", "T", "D"), "f"),
+    "var_root": (("H", "T", 3, 3), "f"),
 }
 REQUIRED = ("keypoints3d",)
 # keys whose entries may be NaN on frames that are not valid (inputs only)
 PER_FRAME_KEYS = ("keypoints3d", "keypoints2d", "world_landmarks", "boxes", "scores", "global_orient",
-                  "hand_pose", "transl", "var_joints", "var_vertices", "var_force")
+                  "hand_pose", "transl", "var_joints", "var_vertices", "var_force", "var_root")
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Artifact:
     var_joints: np.ndarray | None = None  # (H, T, 21) m^2
     var_vertices: np.ndarray | None = None  # (H, T, V) m^2
     var_force: np.ndarray | None = None  # (H, T, D)
+    var_root: np.ndarray | None = None  # (H, T, 3, 3) m^2 whole-hand covariance, camera frame
 
     @property
     def num_tracks(self) -> int:

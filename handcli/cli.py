@@ -301,11 +301,17 @@ def variance(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Refiner weights (default: bundled)."),
     laplace: Optional[Path] = typer.Option(None, "--laplace", help="Variance posterior fitted for those weights "
                                            "(default: bundled)."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Variance calibration: the "
+                                               "per-frame estimate's uncertainty model and the scale of the "
+                                               "refiner's own variance (default: bundled)."),
+    input_draws: int = typer.Option(8, "--input-draws", min=0, max=256, help="Draws carrying the per-frame "
+                                    "estimate's uncertainty through the refiner (inputs from video; 0: off)."),
     hand_model: Optional[str] = typer.Option(None, "--hand-model", help="Default: the one the input was made with."),
     mano_dir: Optional[Path] = _MANO_DIR,
     verbose: bool = _VERBOSE,
 ) -> None:
-    """Per-joint, per-vertex and force variance maps (last-layer Laplace through the diffusion)."""
+    """Per-joint, per-vertex and force variance maps: the per-frame estimate's uncertainty carried through the
+    refiner, plus the refiner's own (last-layer Laplace through the diffusion)."""
 
     def action() -> None:
         from handcli.stages import variance as stage
@@ -314,7 +320,8 @@ def variance(
         if heatmap is not None:
             stage.check_heatmap_path(heatmap)
         config = stage.VarianceConfig(samples=samples, seed=seed, device=device, weights=weights, laplace=laplace,
-                                      hand_model=hand_model, mano_dir=mano_dir, chain=chain)
+                                      hand_model=hand_model, mano_dir=mano_dir, chain=chain,
+                                      calibration=calibration, input_draws=input_draws)
         result = stage.variance_file(input, config, notify=_warn)
         _write_stage_result(result, out, "variance")
         if heatmap is not None:

@@ -33,7 +33,8 @@ def load_bench():
     return module
 
 
-def refine_with_variance(data, weights, laplace, samples: int, seed: int, chain: bool = False):
+def refine_with_variance(data, weights, laplace, samples: int, seed: int, chain: bool = False,
+                         laplace_scale: float | None = None):
     """Padded (H, T) arrays as the bench feeds them -> (refined artifact with the maps, seconds)."""
     from handcli.artifacts import Artifact
     from handcli.stages.refine import RefineConfig, refine
@@ -49,7 +50,7 @@ def refine_with_variance(data, weights, laplace, samples: int, seed: int, chain:
     started = time.perf_counter()
     refined = refine(artifact, RefineConfig(weights=weights, seed=seed, fit_params=False))
     maps = attach_variance(refined, artifact, VarianceConfig(weights=weights, laplace=laplace, samples=samples,
-                                                             seed=seed, chain=chain))
+                                                             seed=seed, chain=chain, laplace_scale=laplace_scale))
     return maps, time.perf_counter() - started
 
 

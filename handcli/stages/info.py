@@ -70,5 +70,33 @@ def describe_file(path: Path) -> list[str]:
     for key, value in sorted(artifact.meta.get("import", {}).items()):
         lines.append(f"  import {key}: {value}")
     if artifact.var_joints is not None:
-        lines.append(f"  mean joint variance: {float(np.mean(artifact.var_joints)):.3g} m^2")
+        lines += describe_uncertainty(artifact)
+    return lines
+
+
+def describe_uncertainty(artifact) -> list[str]:
+    """Per track, over its valid frames: the median ± (one standard deviation) of the hand's position, along
+    the camera ray and across it, when `var_root` is there, and of the articulation (what var_joints holds
+    beyond the whole hand), in mm."""
+    lines = ["  uncertainty (median over valid frames, ± one standard deviation):"]
+    for h in range(artifact.num_tracks):
+        valid = artifact.valid[h]
+        if not valid.any():
+            continue
+        joints = artifact.var_joints[h, valid].astype(np.float64)  # (N, 21) m²
+        if artifact.var_root is not None:
+            from handcli.variance.estimate import along_ray_variance
+
+            root = artifact.var_root[h, valid].astype(np.float64)  # (N, 3, 3)
+            centre = artifact.keypoints3d[h, valid].astype(np.float64).mean(1)
+            along = along_ray_variance(artifact.keypoints3d[h, valid], root)
+            across = np.maximum(np.trace(root, axis1=1, axis2=2) - along, 0.0) / 2
+            rest = np.maximum(joints - np.trace(root, axis1=1, axis2=2)[:, None], 0.0)
+            lines.append(f"    track {h}: hand position ±{1000 * np.median(np.sqrt(along)):.0f} mm along the camera "
+                         f"ray, ±{1000 * np.median(np.sqrt(across)):.0f} mm across it "
+                         f"({100 * np.median(np.sqrt(along) / np.linalg.norm(centre, axis=-1)):.0f} % of the "
+                         f"distance); articulation ±{1000 * np.median(np.sqrt(rest.mean(1))):.0f} mm per joint")
+        else:
+            lines.append(f"    track {h}: ±{1000 * np.median(np.sqrt(joints.mean(1))):.0f} mm per joint (no "
+                         "whole-hand covariance: the input had no 2D keypoints and intrinsics)")
     return lines

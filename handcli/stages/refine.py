@@ -87,7 +87,7 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
     else:  # the upstream parameters describe the unrefined motion: a renderer must not draw them
         changes.update(global_orient=None, hand_pose=None, transl=None, betas=None)
     # stale per-frame data from upstream no longer describes the refined motion
-    changes.update(var_joints=None, var_vertices=None, var_force=None, world_landmarks=None)
+    changes.update(var_joints=None, var_vertices=None, var_force=None, var_root=None, world_landmarks=None)
     changes["meta"] = make_meta("refine", hand_model=config.hand_model if config.fit_params else None,
                                 config=_config_dict(config), timings=timings, previous=artifact.meta)
     refined = artifact.replace(**changes)
@@ -107,7 +107,8 @@ def variance_settings(config: RefineConfig, base=None):
     from handcli.stages.variance import VarianceConfig
 
     return replace(base or VarianceConfig(), seed=config.seed, device=config.device, weights=config.weights,
-                   hand_model=config.hand_model, mano_dir=config.mano_dir, chain=config.samples > 1)
+                   hand_model=config.hand_model, mano_dir=config.mano_dir, chain=config.samples > 1,
+                   anchor=config.anchor)
 
 
 def fit_and_project(keypoints3d: np.ndarray, span: np.ndarray, is_right: np.ndarray, config: RefineConfig,

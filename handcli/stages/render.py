@@ -76,6 +76,7 @@ class VarianceView:
     frame_scores: np.ndarray  # (T,) RMS standard deviation over the frame's joints (or vertices), mm; NaN if none
     lut: np.ndarray
     spreads: dict[int, np.ndarray] = field(default_factory=dict)  # track -> (V, 21) when only var_joints
+    depth_scores: np.ndarray | None = None  # (T,) RMS sd of the hands' position along the camera ray, mm
 
     def vertex_colours(self, h: int, t: int) -> np.ndarray:
         if self.artifact.var_vertices is not None:
@@ -116,7 +117,22 @@ def variance_view(artifact: Artifact, threshold_mm: float | None) -> VarianceVie
     vmax = float(np.percentile(values, 99)) if values.size else 1.0
     if np.isfinite(threshold_mm):
         vmax = max(vmax, 1.1 * threshold_mm)
-    return VarianceView(artifact, max(vmax, 1e-3), float(threshold_mm), scores, colour_lut("viridis"))
+    return VarianceView(artifact, max(vmax, 1e-3), float(threshold_mm), scores, colour_lut("viridis"),
+                        depth_scores=ray_sd_mm(artifact))
+
+
+def ray_sd_mm(artifact: Artifact) -> np.ndarray | None:
+    """(T,) RMS over the valid tracks of the whole-hand standard deviation along the camera ray (var_root),
+    mm; NaN where no track is valid; None without var_root."""
+    if artifact.var_root is None:
+        return None
+    from handcli.variance.estimate import along_ray_variance
+
+    along = np.where(artifact.valid, along_ray_variance(artifact.keypoints3d, artifact.var_root), np.nan)
+    out = np.full(artifact.num_frames, np.nan)
+    seen = artifact.valid.any(0)
+    out[seen] = np.sqrt(np.nanmean(along[:, seen], 0)) * 1000
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ panels
@@ -387,10 +403,12 @@ def _annotate_variance(image: np.ndarray, variance: VarianceView, t: int) -> Non
     if not np.isfinite(score):
         return
     scale = max(1.0, image.shape[0] / 720)
+    depth = "" if variance.depth_scores is None or not np.isfinite(variance.depth_scores[t]) else \
+        f", depth sd {variance.depth_scores[t]:.0f} mm"
     if score > variance.threshold:
-        highlight(image, f"uncertain: sd {score:.1f} mm > {variance.threshold:.1f} mm")
+        highlight(image, f"uncertain: sd {score:.1f} mm > {variance.threshold:.1f} mm{depth}")
     else:
-        draw_text(image, f"sd {score:.1f} mm", (12, image.shape[0] - int(16 * scale)))
+        draw_text(image, f"sd {score:.1f} mm{depth}", (12, image.shape[0] - int(16 * scale)))
 
 
 def _background(width: int, height: int) -> np.ndarray:

@@ -5,6 +5,11 @@ that condition the refinement: for `handcli refine --variance` the input of refi
 artifact given to `handcli variance`, its keypoints on the frames the input observed (`observed`), so infilled
 frames are treated as missing again (the original outliers are no longer visible then, so run
 `refine --variance` for the full picture); for any other artifact, its keypoints and `valid` as they are.
+
+When those observations come from video (2D keypoints and intrinsics), the per-frame estimate's own
+uncertainty (handcli.variance.estimate) is carried through the refiner too and added, and the whole hand's
+covariance is written as `var_root`; the refiner's own variance is scaled by the calibration's
+`laplace_scale` (docs/variance.md).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from handcli.device import resolve_device
 from handcli.errors import BadInput
 from handcli.inputs import load_input
 from handcli.stages.tracks import check_refinable, observed_span
+from handcli.variance.estimate import along_ray_variance, can_describe
 
 # var_vertices is skipped above this many values (render then spreads var_joints onto the mesh itself)
 MAX_VERTEX_VALUES = 100_000_000
@@ -39,6 +45,12 @@ class VarianceConfig:
     force_stride: int = 4  # force Jacobians on every n-th frame, interpolated in between
     threads: int = 1  # torch intra-op threads while the stage runs
     chain: bool = False  # Algorithm 1 through all N reverse steps even when the refiner returns its first estimate
+    # the per-frame estimate's uncertainty (handcli.variance.estimate), carried through the refiner with this
+    # many Monte Carlo draws when the input has 2D keypoints and intrinsics; 0: the refiner's own variance only
+    input_draws: int = 8
+    anchor: bool = True  # the draws are refined as refine does (with its depth-aware anchoring)
+    calibration: Path | None = None  # default: weights/variance_calibration.json
+    laplace_scale: float | None = None  # factor on the refiner's own variance; None: the calibration's
 
 
 @dataclass
@@ -46,6 +58,7 @@ class VarianceMaps:
     var_joints: np.ndarray  # (H, T, 21) m²
     var_vertices: np.ndarray | None  # (H, T, V) m²
     var_force: np.ndarray  # (H, T, 51)
+    var_root: np.ndarray | None  # (H, T, 3, 3) m², when the estimate's uncertainty was described
     timings: dict
     hand_model: str  # the model the vertex and force maps were computed with
 
@@ -62,6 +75,7 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
     """Variance maps for `target` (same tracks and frames as `observations`); refiner, posterior: a loaded
     Refiner and VariancePosterior to reuse (else loaded from config.weights and config.laplace)."""
     from handcli.diffusion import load_refiner
+    from handcli.variance.estimate import VarianceCalibration
     from handcli.variance.maps import joint_variance
     from handcli.variance.posterior import load_laplace
     from handcli.variance.sequence import sequence_variance
@@ -70,6 +84,10 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
         raise BadInput(f"--samples must be at least 2 for a variance, got {config.samples}")
     check_refinable(observations)
     name, model, betas = _hand_model(target, config)  # before the expensive part: fail early on a bad choice
+    describe_input = config.input_draws >= 1 and can_describe(observations.keypoints2d, observations.K)
+    calibration = (VarianceCalibration.load(config.calibration)
+                   if describe_input or config.laplace_scale is None else None)
+    laplace_scale = config.laplace_scale if config.laplace_scale is not None else calibration.laplace_scale
     timings: dict[str, float] = {}
     started = time.perf_counter()
     if posterior is None:
@@ -88,16 +106,47 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
                                    observations.K, samples=config.samples, seed=config.seed,
                                    direct=not config.chain)
         timings["propagate_s"] = time.perf_counter() - started
-        var_joints = joint_variance(result.variance).astype(np.float32)
+        coordinate_variance = laplace_scale * result.variance
+        var_root = None
+        if describe_input:
+            started = time.perf_counter()
+            var_root, estimate_variance = _estimate_part(refiner, observations, calibration, config)
+            coordinate_variance = coordinate_variance + estimate_variance
+            timings["estimate_part_s"] = time.perf_counter() - started
+        var_joints = joint_variance(coordinate_variance).astype(np.float32)
         started = time.perf_counter()
         var_vertices = _vertex_maps(model, betas, var_joints, notify)
         timings["vertices_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        var_force = _force_maps(model, betas, result.mean, result.variance, observations, config.force_stride)
+        var_force = _force_maps(model, betas, result.mean, coordinate_variance, observations, config.force_stride)
         timings["forces_s"] = time.perf_counter() - started
     finally:
         torch.set_num_threads(previous_threads)
-    return VarianceMaps(var_joints, var_vertices, var_force, timings, name)
+    return VarianceMaps(var_joints, var_vertices, var_force, var_root, timings, name)
+
+
+def _estimate_part(refiner, observations: Artifact, calibration, config: VarianceConfig):
+    """The per-frame estimate's uncertainty (handcli.variance.estimate) as it reaches the refined motion:
+    (var_root (H, T, 3, 3) m², per-coordinate variance (H, T, 21, 3) m²), the model's covariances scaled by
+    the refiner's measured gains (handcli.variance.sequence.input_gain)."""
+    from handcli.diffusion.anchoring import AnchorConfig
+    from handcli.variance.estimate import estimate_uncertainty, frame_features, sample_estimate_errors
+    from handcli.variance.sequence import input_gain
+
+    features = frame_features(observations.keypoints3d, observations.keypoints2d, observations.valid,
+                              observations.K, observations.image_size, observations.fps)
+    uncertainty = estimate_uncertainty(features, calibration)
+    rng = np.random.default_rng(config.seed)
+    gain = input_gain(refiner, observations.keypoints3d, observations.valid, observations.is_right,
+                      observations.fps,
+                      lambda: sample_estimate_errors(uncertainty, calibration.correlation_frames, observations.fps, rng,
+                                                     calibration.constant_root, calibration.constant_articulation),
+                      config.input_draws, observations.keypoints2d, observations.K,
+                      AnchorConfig() if config.anchor else None)
+    var_root = uncertainty.var_root * gain.root[:, None, None, None]
+    articulation = uncertainty.var_articulation * gain.articulation[:, None, :]  # (H, T, 21) per coordinate
+    per_coordinate = np.diagonal(var_root, axis1=-2, axis2=-1)[:, :, None, :] + articulation[..., None]
+    return var_root.astype(np.float32), per_coordinate
 
 
 def _hand_model(target: Artifact, config: VarianceConfig):
@@ -158,7 +207,8 @@ def _force_maps(model, betas: np.ndarray, mean: np.ndarray, variance: np.ndarray
 
 
 def _with_maps(artifact: Artifact, maps: VarianceMaps) -> Artifact:
-    return artifact.replace(var_joints=maps.var_joints, var_vertices=maps.var_vertices, var_force=maps.var_force)
+    return artifact.replace(var_joints=maps.var_joints, var_vertices=maps.var_vertices, var_force=maps.var_force,
+                            var_root=maps.var_root)
 
 
 def variance(artifact: Artifact, config: VarianceConfig, notify: Callable[[str], None] | None = None) -> Artifact:
@@ -204,7 +254,11 @@ def write_heatmap(artifact: Artifact, path: Path) -> Path:
     if artifact.var_joints is None:
         raise BadInput("no var_joints to draw")
     check_heatmap_path(path)
-    return save_heatmap(path, artifact.var_joints, artifact.valid, artifact.fps, artifact.observed, artifact.is_right)
+    ray_sd = None
+    if artifact.var_root is not None:
+        ray_sd = np.sqrt(along_ray_variance(artifact.keypoints3d, artifact.var_root)) * 1000
+    return save_heatmap(path, artifact.var_joints, artifact.valid, artifact.fps, artifact.observed, artifact.is_right,
+                        ray_sd)
 
 
 def _config_dict(config: VarianceConfig) -> dict:

@@ -7,7 +7,9 @@ reliability  covariates of the condition: disagreement with the model, gaps, 2D 
 noise        heteroscedastic aleatoric variance (whole-hand shift + articulation), fitted on residuals
 posterior    γ² = Laplace + noise; the stored file, bound to the refiner weights it was fitted for
 fit          fitting both post hoc on synthetic training data
-propagate    Algorithm 1 on windows; sequence: over whole tracks
+propagate    Algorithm 1 on windows; sequence: over whole tracks, and the input's error through the refiner
+estimate     the per-frame estimate's uncertainty (features, log-linear model, calibration file, sampling)
+calibration  nominal radii, coverage, RMS ratios and AUSE: how well maps describe real errors
 maps         joints, vertices (skinning linearisation), forces (eq. 17)
 heatmap      joints x time PNG
 See docs/variance.md.

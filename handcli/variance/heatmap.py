@@ -24,11 +24,14 @@ def normalised(var_joints: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, f
 
 
 def save_heatmap(path: Path, var_joints: np.ndarray, valid: np.ndarray, fps: float,
-                 observed: np.ndarray | None = None, is_right: np.ndarray | None = None) -> Path:
+                 observed: np.ndarray | None = None, is_right: np.ndarray | None = None,
+                 ray_sd_mm: np.ndarray | None = None) -> Path:
     """Write the heat map PNG.
 
     var_joints: (H, T, 21) m²; valid: (H, T) frames to show; observed: (H, T) frames the input observed (the
-    others are marked as infilled) or None; is_right: (H,) for the panel titles.
+    others are marked as infilled) or None; is_right: (H,) for the panel titles; ray_sd_mm: (H, T) the whole
+    hand's standard deviation along the camera ray (from var_root), drawn as a curve above each track's panel
+    (how unsure its depth is), or None.
     """
     import matplotlib
 
@@ -38,8 +41,20 @@ def save_heatmap(path: Path, var_joints: np.ndarray, valid: np.ndarray, fps: flo
     path = Path(path)
     tracks, frames = valid.shape
     image, low, high = normalised(var_joints, valid)
-    figure, axes = plt.subplots(tracks, 1, figsize=(min(4 + frames / 40, 16), 1.2 + 3.4 * tracks), squeeze=False,
-                                constrained_layout=True)
+    rows = tracks * (2 if ray_sd_mm is not None else 1)
+    ratios = [1, 3.4] * tracks if ray_sd_mm is not None else [1] * tracks
+    figure, grid = plt.subplots(rows, 1, figsize=(min(4 + frames / 40, 16), 1.2 + (4.4 if ray_sd_mm is not None
+                                                                                     else 3.4) * tracks),
+                                squeeze=False, constrained_layout=True, gridspec_kw={"height_ratios": ratios})
+    axes = grid[1::2] if ray_sd_mm is not None else grid
+    if ray_sd_mm is not None:
+        for h, axis in enumerate(grid[0::2, 0]):
+            times = (np.arange(frames) + 0.5) / fps
+            axis.plot(times, np.where(valid[h], ray_sd_mm[h], np.nan), color="tab:red", linewidth=1.2)
+            axis.set_xlim(0, frames / fps)
+            axis.set_ylim(bottom=0)
+            axis.set_ylabel("depth sd\n(mm)", fontsize=7)
+            axis.tick_params(labelsize=6, labelbottom=False)
     cmap = matplotlib.colormaps["viridis"].copy()
     cmap.set_bad("#d9d9d9")
     seconds = frames / fps
@@ -57,7 +72,7 @@ def save_heatmap(path: Path, var_joints: np.ndarray, valid: np.ndarray, fps: flo
                       label="not observed (infilled)")
             if len(times):
                 axis.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
-    bar = figure.colorbar(shown, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01)
+    bar = figure.colorbar(shown, ax=grid[:, 0].tolist(), fraction=0.03, pad=0.01)  # all rows: times line up
     bar.set_label("normalised variance (low → high)")
     bar.set_ticks([0, 1], labels=[f"low\nσ {np.sqrt(max(low, 0)) * 1000:.1f} mm",
                                   f"high\nσ {np.sqrt(max(high, 0)) * 1000:.1f} mm"])

@@ -84,3 +84,43 @@ def sequence_variance(refiner: Refiner, posterior: VariancePosterior, keypoints3
             out[track.index, :track.first] = on_span[0]
             out[track.index, track.last + 1:] = on_span[-1]
     return SequenceVariance(mean_out, np.maximum(variance_out, 0.0))
+
+
+@dataclass
+class InputGain:
+    """How much of the input's error the refiner passes on, per track: root: (H,) the whole hand's, articulation:
+    (H, 21) each joint's around it; output variance / input variance over the track's observed frames."""
+
+    root: np.ndarray
+    articulation: np.ndarray
+
+
+def input_gain(refiner: Refiner, keypoints3d: np.ndarray, valid: np.ndarray, is_right: np.ndarray, fps: float,
+               draw_errors, draws: int, keypoints2d: np.ndarray | None = None, K: np.ndarray | None = None,
+               anchor=None) -> InputGain:
+    """The per-frame estimate's uncertainty carried through the refiner by Monte Carlo (the input's γ², which
+    PAD-Hand's Algorithm 1 takes as given): `draws` inputs y + δ_s, δ_s = draw_errors() (H, T, 21, 3) metres,
+    each refined along the mean path exactly as `handcli refine` does (anchor: its AnchorConfig or None).
+    Slow whole-hand errors, which the refiner cannot tell from motion, pass through; fast ones it smooths
+    away. Each output's deviation from the unperturbed refinement is split into the whole hand and the
+    articulation, and its variance pooled over the draws and the observed frames is set against the draws'
+    own. Pooling makes a few draws enough: a per-frame variance from 8 draws would scatter by ±50 %, and
+    its radii would miss too often. Shapes as `sequence_variance`."""
+    keypoints3d = np.asarray(keypoints3d, np.float64)
+    valid = np.asarray(valid, bool)
+    base = np.asarray(refiner.refine(keypoints3d, valid, is_right, fps, keypoints2d, K, anchor=anchor).keypoints3d,
+                      np.float64)
+    tracks = valid.shape[0]
+    sums = {name: np.zeros(shape) for name, shape in (("root_in", tracks), ("root_out", tracks),
+                                                       ("art_in", (tracks, 21)), ("art_out", (tracks, 21)))}
+    for _ in range(draws):
+        errors = draw_errors()
+        output = np.asarray(refiner.refine(keypoints3d + errors, valid, is_right, fps, keypoints2d, K,
+                                           anchor=anchor).keypoints3d, np.float64) - base
+        for name, values in (("in", errors), ("out", output)):
+            values = np.where(valid[..., None, None], values, 0.0)
+            root = values.mean(-2)
+            sums[f"root_{name}"] += np.square(root).sum((-1, -2))
+            sums[f"art_{name}"] += np.square(values - root[..., None, :]).sum(-1).sum(1)
+    ratio = lambda out, into: np.where(into > 0, out / np.maximum(into, 1e-300), 1.0)  # noqa: E731
+    return InputGain(ratio(sums["root_out"], sums["root_in"]), ratio(sums["art_out"], sums["art_in"]))

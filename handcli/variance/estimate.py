@@ -1,0 +1,315 @@
+"""Uncertainty of the per-frame estimate: how far the estimate stage's hand may be from the truth, from what
+the estimate knows about each frame (issue #8 of docs; PAD-Hand's γ² of the refiner's input).
+
+On real video most of the error is the per-frame estimate's, not the refiner's (docs/results.md): the whole
+hand sits at the wrong depth along its camera ray, turned, with the fingers' articulation off. The model
+splits a frame's joint errors e_j (camera frame, metres) into the whole-hand part s = mean_j e_j and the
+articulation l_j = e_j - s, and gives each a log-linear variance in per-frame features z (`FEATURES`):
+
+    log σ²_ray / d²   = a_rayᵀ z     the whole-hand error along the ray to the hand (d: its distance)
+    log σ²_side / d²  = a_sideᵀ z    each of the two directions across the ray
+    log σ²_l,j        = b_jᵀ z       joint j's articulation, per coordinate (m²)
+
+so var_root = d² (σ²_ray r̂r̂ᵀ + σ²_side (I - r̂r̂ᵀ)) and the joint's expected squared error is
+tr var_root + 3 σ²_l,j. The coefficients are fitted (Newton on the Gaussian likelihood,
+`handcli.variance.noise.fit_log_linear_noise`) on the video benchmark's tuning split, FPHA subjects 1-3
+rendered with MediaPipe in the loop (`scripts/variance_calibrate.py`, card: weights/variance_calibration.md).
+The errors are slow (lag-1 autocorrelation ~0.9, docs/results.md), which `sample_estimate_errors` keeps when
+the uncertainty is carried through the refiner (handcli.variance.sequence.input_gain).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from handcli.errors import BadInput
+
+DEFAULT_CALIBRATION_PATH = Path(__file__).resolve().parents[2] / "weights" / "variance_calibration.json"
+CALIBRATION_FORMAT = "handcli-variance-calibration/1"
+FEATURES = ("log_hand_px", "log_distance", "foreshortening", "fingers_away", "palm_facing", "reprojection",
+            "low_confidence", "truncation", "unobserved", "constant")
+UNOBSERVED_SECONDS = 0.5  # an interpolated frame this far from an observed one counts as fully unobserved
+TRUNCATION_MARGIN = 0.01  # keypoints within this fraction of the image's width of its border count as cut off
+
+
+@dataclass
+class FrameFeatures:
+    """design: (H, T, F) the features z of FEATURES; centre: (H, T, 3) the hand's mean keypoint (m);
+    distance: (H, T) |centre| (m); ray: (H, T, 3) centre / distance."""
+
+    design: np.ndarray
+    centre: np.ndarray
+    distance: np.ndarray
+    ray: np.ndarray
+
+
+@dataclass
+class EstimateUncertainty:
+    """var_root: (H, T, 3, 3) m², the whole-hand covariance in the camera frame; var_articulation: (H, T, 21)
+    m² per coordinate, around the whole hand. var_joints = tr var_root + 3 var_articulation."""
+
+    var_root: np.ndarray
+    var_articulation: np.ndarray
+
+    @property
+    def var_joints(self) -> np.ndarray:
+        """(H, T, 21) m²: each joint's expected squared error."""
+        return np.trace(self.var_root, axis1=-2, axis2=-1)[..., None] + 3.0 * self.var_articulation
+
+
+@dataclass
+class VarianceCalibration:
+    """The calibration file (weights/variance_calibration.json, card weights/variance_calibration.md).
+
+    laplace_scale: factor on the refiner's own variance γ² (its posterior was fitted on synthetic corruption
+    and runs wide on real motion); ray, side (F,), articulation (21, F): coefficients of the estimate's
+    log-linear variances over FEATURES (module docstring); correlation_frames: how long the estimate's
+    errors last, the width (standard deviation, frames at 30 fps) of the Gaussian their autocorrelation
+    follows, exp(-lag² / (4 w²)); constant_root, constant_articulation: the share of the whole-hand and of the
+    articulation error variance that stays constant over a track (a per-clip bias: a wrong hand size, a
+    consistently misread finger), the rest fluctuating with that autocorrelation (both for sampling);
+    fitted_on: provenance."""
+
+    laplace_scale: float
+    ray: list[float]
+    side: list[float]
+    articulation: list[list[float]]
+    correlation_frames: float
+    constant_root: float
+    constant_articulation: float
+    fitted_on: dict
+
+    def save(self, path: Path) -> None:
+        from handcli.artifacts import atomic_path
+
+        with atomic_path(Path(path)) as temporary:
+            Path(temporary).write_text(json.dumps({"format": CALIBRATION_FORMAT, "features": list(FEATURES),
+                                                   **asdict(self)}, indent=1))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "VarianceCalibration":
+        path = Path(path) if path is not None else DEFAULT_CALIBRATION_PATH
+        try:
+            payload = json.loads(path.read_text())
+            if payload.get("format") != CALIBRATION_FORMAT or payload.get("features") != list(FEATURES):
+                raise ValueError
+            calibration = cls(float(payload["laplace_scale"]), payload["ray"], payload["side"],
+                              payload["articulation"], float(payload["correlation_frames"]),
+                              float(payload["constant_root"]), float(payload["constant_articulation"]),
+                              payload.get("fitted_on", {}))
+            if np.asarray(calibration.articulation).shape != (21, len(FEATURES)):
+                raise ValueError
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise BadInput(f"{path} is not a readable {CALIBRATION_FORMAT} file over {', '.join(FEATURES)} "
+                           f"({type(error).__name__})") from None
+        return calibration
+
+
+def can_describe(keypoints2d, K) -> bool:
+    """The features need the image: 2D keypoints and intrinsics (artifacts from video have both)."""
+    return keypoints2d is not None and K is not None
+
+
+def frame_features(keypoints3d: np.ndarray, keypoints2d: np.ndarray, valid: np.ndarray, K: np.ndarray,
+                   image_size: np.ndarray | None, fps: float) -> FrameFeatures:
+    """Per-frame features of an estimate.
+
+    keypoints3d: (H, T, 21, 3) metres, camera frame, finite (the estimate interpolates unobserved frames);
+    keypoints2d: (H, T, 21, 3) pixels + confidence (NaN where unseen); valid: (H, T); K: (3, 3);
+    image_size: (2,) [W, H] or None (then the principal point's double). Features:
+    log_hand_px: log of the hand's size in pixels (RMS spread of its projected keypoints / 100 px);
+    log_distance: log of the distance to the hand's centre / 0.5 m;
+    foreshortening: 1 - (the hand's spread across the ray / its spread in 3D): large when the hand is seen
+    along its fingers; fingers_away: cosine between the wrist -> middle knuckle direction and the ray (1:
+    pointing straight away from the camera); palm_facing: |cosine| between the palm's normal and the ray;
+    reprojection: mean distance of the projected keypoints to the 2D keypoints / the
+    spread in pixels; low_confidence: 1 - the detector's confidence; truncation: fraction of projected
+    keypoints at or beyond the image border; unobserved: 0 on observed frames, rising to 1 at
+    UNOBSERVED_SECONDS from the nearest observed one."""
+    keypoints3d = _held(np.asarray(keypoints3d, np.float64))
+    K = np.asarray(K, np.float64)
+    valid = np.asarray(valid, bool)
+    centre = keypoints3d.mean(-2)
+    distance = np.maximum(np.linalg.norm(centre, axis=-1), 1e-3)
+    ray = centre / distance[..., None]
+    offsets = keypoints3d - centre[..., None, :]
+    spread3d = np.sqrt(np.mean(np.sum(offsets ** 2, -1), -1))
+    along = np.sum(offsets * ray[..., None, :], -1)
+    across = np.sqrt(np.maximum(np.mean(np.sum(offsets ** 2, -1) - along ** 2, -1), 0.0))
+    foreshortening = 1.0 - np.clip(across / np.maximum(spread3d, 1e-6), 0.0, 1.0)
+    depth = np.maximum(keypoints3d[..., 2], 1e-3)
+    projected = np.stack([K[0, 0] * keypoints3d[..., 0] / depth + K[0, 2],
+                          K[1, 1] * keypoints3d[..., 1] / depth + K[1, 2]], -1)  # (H, T, 21, 2)
+    spread_px = np.sqrt(np.mean(np.sum((projected - projected.mean(-2, keepdims=True)) ** 2, -1), -1))
+    spread_px = np.maximum(spread_px, 1.0)
+    points2d = np.asarray(keypoints2d, np.float64)
+    offsets2d = np.linalg.norm(projected - points2d[..., :2], axis=-1).mean(-1)
+    reprojection = np.where(np.isfinite(offsets2d) & valid, offsets2d / spread_px, 0.0)
+    scores = points2d[..., 2]
+    seen = np.isfinite(scores)
+    confidence = np.where(seen, scores, 0.0).sum(-1) / np.maximum(seen.sum(-1), 1)
+    confidence = np.where(seen.any(-1), confidence, 1.0)
+    low_confidence = np.where(valid & np.isfinite(confidence), 1.0 - np.clip(confidence, 0.0, 1.0), 0.0)
+    width, height = (np.asarray(image_size, np.float64) if image_size is not None
+                     else 2.0 * np.array([K[0, 2], K[1, 2]]))
+    margin = TRUNCATION_MARGIN * width
+    outside = ((projected[..., 0] < margin) | (projected[..., 0] > width - margin)
+               | (projected[..., 1] < margin) | (projected[..., 1] > height - margin))
+    truncation = outside.mean(-1)
+    unobserved = _unobserved(valid, fps)
+    # the hand's own axes against the ray: fingers pointing away from the camera (egocentric views, where
+    # depth is hardest) and the palm (or its back) facing it
+    forward = keypoints3d[..., 9, :] - keypoints3d[..., 0, :]
+    forward /= np.maximum(np.linalg.norm(forward, axis=-1, keepdims=True), 1e-9)
+    normal = np.cross(keypoints3d[..., 5, :] - keypoints3d[..., 0, :], keypoints3d[..., 17, :] - keypoints3d[..., 0, :])
+    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-9)
+    fingers_away = np.sum(forward * ray, -1)
+    palm_facing = np.abs(np.sum(normal * ray, -1))
+    design = np.stack([np.log(spread_px / 100.0), np.log(distance / 0.5), foreshortening, fingers_away, palm_facing,
+                       reprojection, low_confidence, truncation, unobserved, np.ones_like(distance)], -1)
+    return FrameFeatures(design, centre, distance, ray)
+
+
+def _held(keypoints3d: np.ndarray) -> np.ndarray:
+    """(H, T, 21, 3) with frames that are not finite (raw inputs hold NaN where nothing was seen) replaced by
+    the nearest finite frame of their track; a track with none becomes a hand 0.5 m ahead (never scored)."""
+    finite = np.isfinite(keypoints3d).all((-1, -2))
+    if finite.all():
+        return keypoints3d
+    out = keypoints3d.copy()
+    frames = np.arange(keypoints3d.shape[1])
+    for h, row in enumerate(finite):
+        seen = np.flatnonzero(row)
+        if not seen.size:
+            out[h] = np.array([0.0, 0.0, 0.5])
+            continue
+        out[h] = keypoints3d[h, seen[np.clip(np.searchsorted(seen, frames), 0, len(seen) - 1)]]
+        nearest_before = seen[np.clip(np.searchsorted(seen, frames, "right") - 1, 0, len(seen) - 1)]
+        use_before = np.abs(frames - nearest_before) <= np.abs(
+            seen[np.clip(np.searchsorted(seen, frames), 0, len(seen) - 1)] - frames)
+        out[h, use_before] = keypoints3d[h, nearest_before[use_before]]
+    return out
+
+
+def _unobserved(valid: np.ndarray, fps: float) -> np.ndarray:
+    """(H, T) 0 on observed frames, frames to the nearest observed one / (UNOBSERVED_SECONDS fps), at most 1."""
+    out = np.ones(valid.shape)
+    reach = max(1.0, UNOBSERVED_SECONDS * fps)
+    frames = np.arange(valid.shape[1])
+    for h, row in enumerate(valid):
+        seen = np.flatnonzero(row)
+        if seen.size:
+            nearest = np.abs(frames[:, None] - seen[None, :]).min(1) if seen.size < 4096 else \
+                _distance_to_set(frames, seen)
+            out[h] = np.minimum(nearest / reach, 1.0)
+    return out
+
+
+def _distance_to_set(frames: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    index = np.clip(np.searchsorted(seen, frames), 1, len(seen) - 1)
+    return np.minimum(np.abs(frames - seen[index - 1]), np.abs(seen[index] - frames))
+
+
+def estimate_uncertainty(features: FrameFeatures, model: VarianceCalibration) -> EstimateUncertainty:
+    """The model's covariances for every frame of the features."""
+    design = features.design
+    squared_distance = features.distance ** 2
+    ray_var = np.exp(design @ np.asarray(model.ray)) * squared_distance  # (H, T) m²
+    side_var = np.exp(design @ np.asarray(model.side)) * squared_distance
+    outer = features.ray[..., :, None] * features.ray[..., None, :]
+    var_root = ray_var[..., None, None] * outer + side_var[..., None, None] * (np.eye(3) - outer)
+    var_articulation = np.exp(np.einsum("htf,jf->htj", design, np.asarray(model.articulation)))
+    return EstimateUncertainty(var_root, var_articulation)
+
+
+def sample_estimate_errors(uncertainty: EstimateUncertainty, correlation_frames: float, fps: float,
+                           rng: np.random.Generator, constant_root: float = 0.0,
+                           constant_articulation: float = 0.0) -> np.ndarray:
+    """One draw of joint errors (H, T, 21, 3) metres with the uncertainty's covariances, independent across
+    joints. In time each is a track-constant part (variance share `constant_root` for the whole hand,
+    `constant_articulation` for each joint around it) plus a smooth fluctuation: white noise filtered with a
+    Gaussian of width `correlation_frames` (at 30 fps, converted to `fps`) and scaled back to unit variance,
+    so its autocorrelation is exp(-lag² / (4 w²)). The estimate's errors are like that (a per-clip bias
+    plus a fluctuation whose autocorrelation falls from 0.93 at one frame to 0.5 at five, docs/results.md);
+    an AR(1) process with the same half-life has more fast content, which the refiner removes, and would
+    understate what reaches its output."""
+    from scipy.ndimage import gaussian_filter1d
+
+    var_root, var_articulation = uncertainty.var_root, uncertainty.var_articulation
+    tracks, frames = var_articulation.shape[:2]
+    width = max(float(correlation_frames), 0.0) * max(fps, 1e-3) / 30.0
+    white = rng.standard_normal((tracks, frames, 22, 3))
+    if width > 0:
+        impulse = np.zeros(int(8 * width) + 1)
+        impulse[len(impulse) // 2] = 1.0
+        norm = np.sqrt(np.sum(gaussian_filter1d(impulse, width, mode="constant") ** 2))
+        smooth = gaussian_filter1d(white, width, axis=1, mode="reflect") / norm
+    else:
+        smooth = white
+    share = np.array([constant_root] + [constant_articulation] * 21)[None, None, :, None]  # (1, 1, 22, 1)
+    share = np.clip(share, 0.0, 1.0)
+    constant = rng.standard_normal((tracks, 1, 22, 3))
+    smooth = np.sqrt(share) * constant + np.sqrt(1.0 - share) * smooth
+    root = np.einsum("htij,htj->hti", _sqrtm_psd(var_root), smooth[:, :, 0])
+    articulation = np.sqrt(var_articulation)[..., None] * smooth[:, :, 1:]
+    return root[:, :, None, :] + articulation
+
+
+def _sqrtm_psd(matrices: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) symmetric PSD -> a matrix L with L Lᵀ = M (symmetric square root)."""
+    values, vectors = np.linalg.eigh(matrices)
+    return (vectors * np.sqrt(np.maximum(values, 0.0))[..., None, :]) @ np.swapaxes(vectors, -1, -2)
+
+
+def error_targets(keypoints3d: np.ndarray, truth: np.ndarray, features: FrameFeatures
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the model is fitted to, for frames (N,) with all joints scored: (ray² / d² (N, 1), side² / d² (N, 2),
+    articulation² (N, 21, 3)). keypoints3d, truth: (N, 21, 3); features: of the same N frames."""
+    error = np.asarray(keypoints3d, np.float64) - np.asarray(truth, np.float64)
+    root = error.mean(-2)
+    ray = features.ray
+    along = np.sum(root * ray, -1)
+    # two unit vectors across the ray
+    helper = np.where(np.abs(ray[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    first = np.cross(ray, helper)
+    first /= np.linalg.norm(first, axis=-1, keepdims=True)
+    second = np.cross(ray, first)
+    side = np.stack([np.sum(root * first, -1), np.sum(root * second, -1)], -1)
+    d2 = features.distance[..., None] ** 2
+    return along[..., None] ** 2 / d2, side ** 2 / d2, (error - root[..., None, :]) ** 2
+
+
+def fit_error_model(design: np.ndarray, ray_sq: np.ndarray, side_sq: np.ndarray, articulation_sq: np.ndarray,
+                    correlation_frames: float, constant_root: float, constant_articulation: float,
+                    fitted_on: dict, ridge: float = 1e-2, laplace_scale: float = 1.0) -> VarianceCalibration:
+    """Maximum-likelihood coefficients from frames (N,): design (N, F), targets as `error_targets` returns."""
+    import torch
+
+    from handcli.variance.noise import fit_log_linear_noise
+
+    x = torch.as_tensor(np.asarray(design, np.float64))
+
+    def fit(squared: np.ndarray) -> list[float]:
+        # targets divided by their mean, so the ridge shrinks the slopes towards "no effect" and not the
+        # level towards 1 m²; the level is added back to the constant (the design's last column)
+        level = float(np.mean(squared))
+        coefficients = fit_log_linear_noise(x, torch.as_tensor(squared / level), ridge).numpy().copy()
+        coefficients[-1] += np.log(level)
+        return coefficients.tolist()
+
+    articulation = [fit(articulation_sq[:, j]) for j in range(articulation_sq.shape[1])]
+    return VarianceCalibration(float(laplace_scale), fit(ray_sq), fit(side_sq), articulation, float(correlation_frames),
+                               float(constant_root), float(constant_articulation), fitted_on)
+
+
+def along_ray_variance(keypoints3d: np.ndarray, var_root: np.ndarray) -> np.ndarray:
+    """(...,) m²: the whole-hand variance along the camera ray through the hand's centre.
+
+    keypoints3d: (..., 21, 3) metres, camera frame; var_root: (..., 3, 3) m²."""
+    centre = np.asarray(keypoints3d, np.float64).mean(-2)
+    ray = centre / np.maximum(np.linalg.norm(centre, axis=-1, keepdims=True), 1e-9)
+    return np.maximum(np.einsum("...i,...ij,...j->...", ray, np.asarray(var_root, np.float64), ray), 0.0)

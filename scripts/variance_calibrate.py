@@ -1,0 +1,127 @@
+"""Fit weights/variance_calibration.json (card: weights/variance_calibration.md) on the two tuning splits.
+
+    .venv/bin/python scripts/variance_bench.py --split tune          # once: the refined clips' cache
+    .venv/bin/python scripts/variance_calibrate.py [--every 2] [--out weights/variance_calibration.json]
+
+1. The per-frame estimate's uncertainty (handcli.variance.estimate): its log-linear variances fitted by
+   maximum likelihood to the estimate stage's errors on the video benchmark's tuning split (FPHA subjects 1-3
+   rendered, MediaPipe in the loop; `.bench-video/tune/default/clipNN_estimate.npz`, made by
+   `scripts/video_bench.py --split tune`), and the errors' lag-1 autocorrelation.
+2. laplace_scale: the refiner's own variance γ² against the refined output's squared error on the keypoint
+   protocol's tuning split (FPHA subjects 1-3 corrupted with ../shared/bench/handeval_dev.py's dev protocol,
+   keypoints only), the ratio mean(e²) / mean(var) over all joints and frames.
+Needs ../shared (the scorer, the FPHA motion) and the benchmark's cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def estimate_rows(split_dir: Path, tag: str):
+    """(design (N, F), ray² / d², side² / d², articulation² (N, 21, 3), time structure, clips) over the
+    split's clips. Time structure: {correlation_frames: the width w whose Gaussian autocorrelation
+    exp(-lag² / (4 w²)) fits the clip-centred relative depth error's autocorrelation at lags 1-15 (least
+    squares); constant_root, constant_articulation: the share of the squared relative depth error and of the
+    squared articulation error that the clips' means carry}."""
+    from handcli.variance.estimate import FrameFeatures, error_targets, frame_features
+    from handcli.videobench.scoring import load_videoscore
+    from handcli.videobench.uncertainty import clip_errors
+
+    vs = load_videoscore()
+    designs, rays, sides, articulations, lags = [], [], [], [], []
+    shares = np.zeros(4)  # constant and total squared depth error, then the same for the articulation
+    clips = clip_errors(vs, split_dir, tag, "estimate")
+    for clip, artifact in clips:
+        h, frames = clip.track, clip.frames
+        features = frame_features(artifact.keypoints3d, artifact.keypoints2d, artifact.valid, artifact.K,
+                                  artifact.image_size, artifact.fps)
+        picked = FrameFeatures(features.design[h, frames], features.centre[h, frames],
+                               features.distance[h, frames], features.ray[h, frames])
+        truth = artifact.keypoints3d[h, frames].astype(np.float64) - clip.errors
+        ray, side, articulation = error_targets(artifact.keypoints3d[h, frames], truth, picked)
+        designs.append(picked.design)
+        rays.append(ray)
+        sides.append(side)
+        articulations.append(articulation)
+        signed = np.sum(clip.errors.mean(1) * picked.ray, -1) / picked.distance  # relative depth error
+        if len(frames) > 30 and np.all(np.diff(frames) == 1):
+            lags.append(signed - signed.mean())
+        around = clip.errors - clip.errors.mean(1, keepdims=True)
+        shares += [len(signed) * signed.mean() ** 2, np.sum(signed ** 2),
+                   len(around) * np.sum(around.mean(0) ** 2), np.sum(around ** 2)]
+    autocorrelation = np.array([sum(float(np.sum(c[:-k] * c[k:])) for c in lags) /
+                                sum(float(np.sum(c ** 2)) for c in lags) for k in range(1, 16)])
+    widths = np.linspace(0.5, 15.0, 291)
+    model = np.exp(-np.arange(1, 16)[None, :] ** 2 / (4 * widths[:, None] ** 2))
+    width = float(widths[np.argmin(np.sum((model - autocorrelation) ** 2, 1))])
+    print("autocorrelation of the relative depth error, lags 1-15:", np.round(autocorrelation, 2))
+    structure = {"correlation_frames": width, "constant_root": float(shares[0] / shares[1]),
+                 "constant_articulation": float(shares[2] / shares[3])}
+    return (np.concatenate(designs), np.concatenate(rays), np.concatenate(sides), np.concatenate(articulations),
+            structure, [clip.clip for clip, _ in clips])
+
+
+def laplace_ratio(every: int, seed: int) -> tuple[float, int]:
+    """mean(e²) / mean(γ²) of the refined output on the keypoint protocol's tuning split, and the frames."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from variance_eval import load_bench, refine_with_variance
+
+    bench = load_bench()
+    data = bench.corrupt_set(bench.load_fpha(str(bench_fpha()), [1, 2, 3])[::every], "dev", seed)
+    refined, _ = refine_with_variance(data, None, None, 20, 0, laplace_scale=1.0)
+    squared, variance = [], []
+    for i, (_, truth, *_rest) in enumerate(data):
+        length = len(truth)
+        squared.append(np.sum((refined.keypoints3d[i, :length] - truth) ** 2, -1).ravel())
+        variance.append(refined.var_joints[i, :length].ravel())
+    squared, variance = np.concatenate(squared), np.concatenate(variance)
+    return float(squared.mean() / variance.mean()), int(sum(len(d[1]) for d in data))
+
+
+def bench_fpha() -> Path:
+    return REPO.parent / "shared" / "data" / "mocap" / "fpha"
+
+
+def main() -> None:
+    from handcli.variance.estimate import DEFAULT_CALIBRATION_PATH, fit_error_model
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split-dir", type=Path, default=REPO / ".bench-video" / "tune")
+    parser.add_argument("--tag", default="default")
+    parser.add_argument("--every", type=int, default=2, help="keypoint protocol: every n-th tuning sequence")
+    parser.add_argument("--seed", type=int, default=7, help="keypoint protocol corruption seed (the bench's)")
+    parser.add_argument("--ridge", type=float, default=1e-2)
+    parser.add_argument("--laplace-scale", type=float, default=None,
+                        help="keep this laplace_scale instead of measuring it (minutes on the keypoint protocol)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_CALIBRATION_PATH)
+    args = parser.parse_args()
+    design, ray, side, articulation, structure, clips = estimate_rows(args.split_dir, args.tag)
+    print(f"estimate errors: {len(design)} frames from {len(clips)} clips; time structure "
+          + ", ".join(f"{k} {v:.2f}" for k, v in structure.items()))
+    scale, frames = (laplace_ratio(args.every, args.seed) if args.laplace_scale is None
+                     else (args.laplace_scale, 0))
+    source = (f"keypoint protocol dev, FPHA subjects 1-3, every {args.every}th sequence, seed {args.seed}: "
+              f"{frames} frames" if args.laplace_scale is None else "given with --laplace-scale")
+    print(f"laplace_scale: {scale:.3f} ({source})")
+    fitted_on = {"date": date.today().isoformat(),
+                 "estimate": f"video benchmark tuning split ({args.split_dir.name}, tag {args.tag}): "
+                             f"{len(design)} frames of {len(clips)} clips",
+                 "laplace_scale": source,
+                 "command": "scripts/variance_calibrate.py " + " ".join(sys.argv[1:])}
+    calibration = fit_error_model(design, ray, side, articulation, structure["correlation_frames"],
+                                  structure["constant_root"], structure["constant_articulation"], fitted_on,
+                                  args.ridge, scale)
+    calibration.save(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

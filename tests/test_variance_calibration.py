@@ -1,0 +1,226 @@
+"""The estimate's uncertainty (handcli.variance.estimate), its propagation through the refiner, the
+calibration metrics (handcli.variance.calibration) and the maps they add (var_root)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from handcli.errors import BadInput
+from handcli.variance.calibration import ause, calibration_summary, coverage, nominal_radius, reliability_bins
+from handcli.variance.estimate import (FEATURES, EstimateUncertainty, VarianceCalibration, error_targets,
+                                       estimate_uncertainty, fit_error_model, frame_features,
+                                       sample_estimate_errors)
+from tests.test_variance import tiny_weights  # noqa: F401  (the fixture)
+
+
+def gaussian_errors(rng, eigenvalues: np.ndarray, count: int) -> np.ndarray:
+    """(count, 3) draws from N(0, R diag(eigenvalues) Rᵀ) with a random rotation R."""
+    rotation, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    return (rng.standard_normal((count, 3)) * np.sqrt(eigenvalues)) @ rotation.T, \
+        rotation @ np.diag(eigenvalues) @ rotation.T
+
+
+@pytest.mark.parametrize("eigenvalues", [(1.0, 1.0, 1.0), (9.0, 0.0, 0.0), (9.0, 1.0, 0.25), (4.0, 4.0, 0.1)])
+def test_nominal_radius_holds_its_probability(eigenvalues):
+    rng = np.random.default_rng(0)
+    eigenvalues = np.array(eigenvalues) * 1e-4
+    errors, covariance = gaussian_errors(rng, eigenvalues, 200_000)
+    total = eigenvalues.sum()
+    # the joint's variance is the root's alone: its covariance is exactly var_root
+    var_joints = np.full((1, 21), total)
+    for probability in (0.5, 0.9):
+        radius = nominal_radius(var_joints, covariance[None], probability)[0, 0]
+        held = np.mean(np.linalg.norm(errors, axis=-1) <= radius)
+        assert abs(held - probability) < 0.02, (eigenvalues, probability, held)
+    # without var_root the radius is the isotropic one
+    iso = nominal_radius(np.array([[3e-4]]), None, 0.5)[0, 0]
+    iso_errors = rng.standard_normal((100_000, 3)) * 1e-2
+    assert abs(np.mean(np.linalg.norm(iso_errors, axis=-1) <= iso) - 0.5) < 0.01
+
+
+def test_calibration_holds_on_data_with_known_noise_and_fails_when_wrong():
+    rng = np.random.default_rng(1)
+    frames = 3000
+    sigma = np.exp(rng.uniform(np.log(2e-3), np.log(2e-2), (frames, 1)))  # per-frame noise, metres per axis
+    errors = np.linalg.norm(rng.standard_normal((frames, 21, 3)) * sigma[..., None], axis=-1)
+    var_joints = np.repeat(3 * sigma ** 2, 21, 1)
+    right = calibration_summary(errors, var_joints)
+    assert abs(right["coverage50"] - 0.5) < 0.02 and abs(right["coverage90"] - 0.9) < 0.02
+    assert 0.95 < right["rms_ratio"] < 1.05
+    assert 0.85 < right["decile_ratio_min"] and right["decile_ratio_max"] < 1.15
+    assert right["relative"] < 0.5  # the variance ranks frames far better than chance
+    wide = calibration_summary(errors, 4 * var_joints)
+    assert wide["coverage50"] > 0.85 and abs(wide["rms_ratio"] - 0.5) < 0.03
+    shuffled = calibration_summary(errors, rng.permutation(var_joints))
+    assert shuffled["relative"] > 0.7
+    assert coverage(np.array([1.0, 2.0]), np.array([1.5, 1.5])) == 0.5
+    bins = reliability_bins(np.arange(100.0), np.arange(100.0), 10)
+    assert len(bins) == 10 and all(abs(b["ratio"] - 1) < 1e-9 for b in bins)
+    assert ause(np.arange(50.0), np.arange(50.0))["ause"] == pytest.approx(0.0)
+
+
+def synthetic_estimates(rng, tracks: int = 1, frames: int = 60):
+    """A hand in front of a camera, slowly moving; (keypoints3d, keypoints2d, valid, K)."""
+    from tests.test_diffusion import hand_track
+
+    K = np.array([[800.0, 0, 320], [0, 800.0, 240], [0, 0, 1]])
+    keypoints3d = np.stack([hand_track(frames, h) for h in range(tracks)]).astype(np.float64)
+    keypoints3d += np.array([0.0, 0.0, 0.5]) - keypoints3d.mean((1, 2), keepdims=True)
+    keypoints3d[..., 0] += np.linspace(-0.05, 0.05, frames)[None, :, None]
+    projected = keypoints3d[..., :2] / keypoints3d[..., 2:] * 800 + np.array([320, 240])
+    keypoints2d = np.concatenate([projected + rng.normal(0, 2, projected.shape), np.full(projected.shape[:-1] + (1,), 0.9)],
+                                 -1)
+    return keypoints3d, keypoints2d, np.ones((tracks, frames), bool), K
+
+
+def test_features_are_finite_and_track_the_image():
+    rng = np.random.default_rng(2)
+    keypoints3d, keypoints2d, valid, K = synthetic_estimates(rng)
+    valid[0, 20:30] = False
+    keypoints3d[0, 20:30] = np.nan  # raw inputs hold NaN where nothing was seen
+    features = frame_features(keypoints3d, keypoints2d, valid, K, np.array([640, 480]), 30.0)
+    assert features.design.shape == (1, 60, len(FEATURES)) and np.isfinite(features.design).all()
+    column = {name: i for i, name in enumerate(FEATURES)}
+    assert (features.design[..., column["constant"]] == 1).all()
+    unobserved = features.design[0, :, column["unobserved"]]
+    assert unobserved[25] > unobserved[21] > 0 and unobserved[10] == 0
+    assert np.allclose(np.linalg.norm(features.ray, axis=-1), 1.0)
+    # a hand twice as far is half as big in the image
+    far = frame_features(keypoints3d + features.centre[..., None, :], keypoints2d, valid, K, None, 30.0)
+    assert np.allclose(far.design[0, :20, column["log_hand_px"]] - features.design[0, :20, column["log_hand_px"]],
+                       np.log(0.5), atol=0.05)
+    assert np.allclose(far.distance, 2 * features.distance)
+
+
+def test_error_model_fit_recovers_known_noise():
+    rng = np.random.default_rng(3)
+    frames = 4000
+    design = np.concatenate([rng.normal(0, 0.5, (frames, len(FEATURES) - 1)), np.ones((frames, 1))], 1)
+    truth = np.zeros(len(FEATURES))
+    truth[0], truth[2], truth[-1] = 0.8, -0.6, np.log(0.05 ** 2)
+    scale = np.sqrt(np.exp(design @ truth))
+    ray_sq = (rng.standard_normal((frames, 1)) * scale[:, None]) ** 2
+    side_sq = (rng.standard_normal((frames, 2)) * scale[:, None] * 0.3) ** 2
+    articulation_sq = (rng.standard_normal((frames, 21, 3)) * 0.01) ** 2
+    model = fit_error_model(design, ray_sq, side_sq, articulation_sq, 3.0, 0.5, 0.5, {}, ridge=1e-4)
+    assert np.allclose(model.ray, truth, atol=0.1)
+    assert model.side[-1] == pytest.approx(truth[-1] + np.log(0.09), abs=0.1)
+    assert np.allclose(np.array(model.articulation)[:, -1], np.log(1e-4), atol=0.1)
+
+
+def test_error_targets_split_the_whole_hand_from_the_articulation():
+    rng = np.random.default_rng(4)
+    keypoints3d, keypoints2d, valid, K = synthetic_estimates(rng)
+    features = frame_features(keypoints3d, keypoints2d, valid, K, None, 30.0)
+    truth = keypoints3d[0]
+    shifted = truth + 0.1 * features.ray[0][:, None, :]  # 10 cm further along the ray
+    ray_sq, side_sq, articulation_sq = error_targets(shifted, truth, type(features)(
+        features.design[0], features.centre[0], features.distance[0], features.ray[0]))
+    assert np.allclose(ray_sq[:, 0], (0.1 / features.distance[0]) ** 2)
+    assert np.allclose(side_sq, 0, atol=1e-12) and np.allclose(articulation_sq, 0, atol=1e-12)
+
+
+def test_sampled_errors_have_the_uncertainty_and_its_time_correlation():
+    rng = np.random.default_rng(5)
+    tracks, frames = 20, 2000
+    root = np.diag([4e-4, 1e-4, 9e-4])
+    uncertainty = EstimateUncertainty(np.broadcast_to(root, (tracks, frames, 3, 3)).copy(),
+                                      np.full((tracks, frames, 21), 1e-5))
+    draws = sample_estimate_errors(uncertainty, 3.0, 30.0, rng)
+    whole = draws.mean(2)  # (H, T, 3)
+    assert np.allclose(np.cov(whole.reshape(-1, 3).T), root + 1e-5 / 21 * np.eye(3), rtol=0.15, atol=2e-5)
+    for lag in (1, 5, 15):  # Gaussian autocorrelation exp(-lag² / (4 w²))
+        measured = np.mean([np.corrcoef(track[:-lag, 0], track[lag:, 0])[0, 1] for track in whole])
+        assert measured == pytest.approx(np.exp(-lag ** 2 / 36), abs=0.05)
+    assert np.var(draws - whole[..., None, :]) == pytest.approx(1e-5 * 20 / 21, rel=0.1)
+    assert uncertainty.var_joints.shape == (tracks, frames, 21)
+    assert np.allclose(uncertainty.var_joints, np.trace(root) + 3e-5)
+
+
+class AveragingRefiner:
+    """Stands in for the refiner: a 5-frame moving average of its input (linear, so the variance it passes on
+    is known in closed form)."""
+
+    def refine(self, keypoints3d, valid, is_right, fps, keypoints2d=None, K=None, anchor=None, **_):
+        from handcli.diffusion.refiner import RefineResult
+
+        padded = np.pad(np.asarray(keypoints3d, np.float64), ((0, 0), (2, 2), (0, 0), (0, 0)), mode="wrap")
+        averaged = sum(padded[:, k:k + keypoints3d.shape[1]] for k in range(5)) / 5
+        return RefineResult(averaged.astype(np.float32), np.zeros(valid.shape, np.int64), None)
+
+
+def test_input_gain_matches_the_closed_form_for_a_linear_refiner():
+    """Monte Carlo against the exact answer: a 5-frame average passes 1/5 of white noise's variance and all of
+    an error that is constant in time."""
+    from handcli.variance.sequence import input_gain
+
+    rng = np.random.default_rng(6)
+    keypoints3d, keypoints2d, valid, K = synthetic_estimates(rng, frames=200)
+    uncertainty = EstimateUncertainty(np.broadcast_to(np.eye(3) * 4e-4, (1, 200, 3, 3)).copy(),
+                                      np.full((1, 200, 21), 1e-5))
+    for width, expected in ((0.0, 0.2), (1e4, 1.0)):
+        gain = input_gain(AveragingRefiner(), keypoints3d, valid, np.array([True]), 30.0,
+                          lambda: sample_estimate_errors(uncertainty, width, 30.0, rng), 200, keypoints2d, K)
+        assert gain.root[0] == pytest.approx(expected, rel=0.05)
+        assert np.allclose(gain.articulation[0], expected, rtol=0.1)
+
+
+def test_input_gain_of_the_bundled_refiner_keeps_slow_whole_hand_errors():
+    """The shipped refiner cannot tell a slow whole-hand offset from motion: it passes it through (what the
+    stage relies on), while it removes most of a fast, independent per-joint jitter."""
+    from handcli.diffusion import load_refiner
+    from handcli.variance.sequence import input_gain
+
+    rng = np.random.default_rng(7)
+    refiner = load_refiner(None, device="cpu")
+    keypoints3d, keypoints2d, valid, K = synthetic_estimates(rng, frames=90)
+    slow = EstimateUncertainty(np.broadcast_to(np.eye(3) * 4e-4, (1, 90, 3, 3)).copy(), np.full((1, 90, 21), 1e-12))
+    fast = EstimateUncertainty(np.zeros((1, 90, 3, 3)), np.full((1, 90, 21), 4e-5))
+    slow_gain = input_gain(refiner, keypoints3d, valid, np.array([True]), 30.0,
+                           lambda: sample_estimate_errors(slow, 30.0, 30.0, rng), 12, keypoints2d, K)
+    fast_gain = input_gain(refiner, keypoints3d, valid, np.array([True]), 30.0,
+                           lambda: sample_estimate_errors(fast, 0.0, 30.0, rng), 12, keypoints2d, K)
+    assert 0.6 < slow_gain.root[0] < 1.4
+    assert np.median(fast_gain.articulation[0]) < 0.6
+
+
+def test_calibration_file_round_trip_and_refusal(tmp_path):
+    calibration = VarianceCalibration(0.6, [0.0] * len(FEATURES), [0.0] * len(FEATURES),
+                                      [[0.0] * len(FEATURES)] * 21, 3.0, 0.5, 0.4, {"test": True})
+    calibration.save(tmp_path / "c.json")
+    assert VarianceCalibration.load(tmp_path / "c.json") == calibration
+    (tmp_path / "bad.json").write_text('{"format": "something else"}')
+    with pytest.raises(BadInput, match="not a readable"):
+        VarianceCalibration.load(tmp_path / "bad.json")
+    bundled = VarianceCalibration.load()
+    assert 0 < bundled.laplace_scale < 2 and 0 < bundled.correlation_frames < 15
+    features = frame_features(*synthetic_estimates(np.random.default_rng(8))[:1], *synthetic_estimates(
+        np.random.default_rng(8))[1:], None, 30.0)
+    uncertainty = estimate_uncertainty(features, bundled)
+    assert np.isfinite(uncertainty.var_root).all() and (np.linalg.eigvalsh(uncertainty.var_root) > 0).all()
+
+
+def test_variance_stage_writes_var_root_for_inputs_from_video(tiny_weights):
+    from handcli.artifacts import Artifact
+    from handcli.stages.info import describe_uncertainty
+    from handcli.stages.variance import VarianceConfig, variance
+
+    weights, posterior = tiny_weights
+    rng = np.random.default_rng(9)
+    keypoints3d, keypoints2d, valid, K = synthetic_estimates(rng, frames=40)
+    artifact = Artifact(keypoints3d.astype(np.float32), valid, np.array([True]), fps=30.0,
+                        keypoints2d=keypoints2d.astype(np.float32), K=K.astype(np.float32),
+                        image_size=np.array([640, 480]))
+    config = VarianceConfig(weights=weights, laplace=posterior, samples=3, device="cpu", input_draws=4)
+    result = variance(artifact, config)
+    assert result.var_root.shape == (1, 40, 3, 3)
+    assert (np.linalg.eigvalsh(result.var_root.astype(np.float64)) > -1e-12).all()
+    # the spread of the mean keypoint is at most the mean spread of the keypoints (Jensen), whatever the draws
+    assert (result.var_joints.mean(-1) >= 0.999 * np.trace(result.var_root, axis1=-2, axis2=-1)).all()
+    without = variance(artifact, VarianceConfig(weights=weights, laplace=posterior, samples=3, device="cpu",
+                                                input_draws=0))
+    assert without.var_root is None and (without.var_joints < result.var_joints).all()
+    lines = describe_uncertainty(result)
+    assert "along the camera ray" in lines[1] and "articulation" in lines[1]
+    assert "no whole-hand covariance" in describe_uncertainty(without)[1]
