@@ -68,9 +68,11 @@ sample: setup
 	$(BIN)/python scripts/make_sample.py
 
 # speed and memory of every stage on the shared clips and the bundled sample -> docs/benchmarks.md
-# ("## all stages" section; run it on an otherwise idle machine: ~20-30 min on 2 cores)
+# ("## all stages" section; run it on an otherwise idle machine: ~20-30 min on 2 cores), then segment-parallel
+# detection against MediaPipe alone and the 2.5- and 10-minute clips ("## parallel and long clips", ~10 min)
 bench: setup
 	$(BIN)/python scripts/bench_all.py
+	$(BIN)/python scripts/bench_parallel.py
 
 # the video benchmark's held-out split: FPHA subject 4 rendered in three camera situations, every stage scored
 # against exact 3D ground truth (docs/video_bench.md; needs ../shared; renders cached in .bench-video/)

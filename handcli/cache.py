@@ -21,6 +21,7 @@ from handcli.artifacts import Artifact, file_digest, load_artifact, save_artifac
 from handcli.errors import BadInput
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+CACHE_KEY_FIELD = "cache_key"  # meta field: the full key an entry was stored under, checked when it is read
 
 
 @lru_cache(maxsize=1)
@@ -33,10 +34,34 @@ def code_version() -> str:
     return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
+# libraries whose version can change a stage's result: the decoder, the detector, the numerics
+LIBRARIES = ("numpy", "torch", "mediapipe", "imageio-ffmpeg")
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """{library: version} for LIBRARIES, plus the ffmpeg binary actually used (IMAGEIO_FFMPEG_EXE can swap it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "missing"
+    try:
+        import imageio_ffmpeg
+
+        versions["ffmpeg"] = imageio_ffmpeg.get_ffmpeg_version()
+    except Exception:  # no binary: detect will say so; the key only needs to differ from a working one's
+        versions["ffmpeg"] = "missing"
+    return versions
+
+
 def stage_key(stage: str, input_digest: str, config: dict, weights: dict[str, str] | None = None) -> str:
     """Hex key of one stage's result; `weights` maps weight-file names to their digests."""
     payload = json.dumps({"stage": stage, "input": input_digest, "config": config, "code": code_version(),
-                          "weights": weights or {}}, sort_keys=True, default=str)
+                          "weights": weights or {}, "libraries": library_versions()}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -82,11 +107,16 @@ class WorkDir:
         path = self.artifact_path(stage, key)
         if path.exists() and not force:
             try:
-                return load_artifact(path), path, True
+                cached = load_artifact(path)
+                recorded = cached.meta.get(CACHE_KEY_FIELD)
+                if recorded != key:  # another entry copied over this one, or one from before keys were recorded
+                    raise BadInput(f"it records the key {str(recorded)[:20]}, not {key[:20]}")
+                return cached, path, True
             except BadInput as error:
                 notify(f"cached {stage} artifact {path.name} is corrupt ({error.message}); recomputing")
                 path.unlink(missing_ok=True)
-        save_artifact(compute(), path)
+        result = compute()
+        save_artifact(result.replace(meta={**result.meta, CACHE_KEY_FIELD: key}), path)
         # hand on what the cache holds (float32, JSON meta), not the in-memory result (float64 fps, K, ...):
         # otherwise later stages would see different inputs in a fresh run and in a resumed one
         return load_artifact(path), path, False

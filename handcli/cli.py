@@ -37,6 +37,10 @@ _DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda")
 _HAND_MODEL = typer.Option("open", "--hand-model", help="open (bundled, default) | mano (needs MANO files)")
 _MANO_DIR = typer.Option(None, "--mano-dir", help="Folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl.")
 _FPS = typer.Option(None, "--fps", help="Frame rate of a folder of frames (default 30, with a warning).")
+_WORKERS = typer.Option(None, "--workers", help="Processes running the detector on time segments of the video "
+                        "(default: one per usable core).")
+# torch and numpy take seeds in [0, 2**63): a larger one would overflow inside a stage, after the work before it
+_SEED = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Random seed (0 to 2**63-1).")
 _IMAGE_FIT = typer.Option(True, "--image-fit/--no-image-fit", help="Fit the hand model to the 2D keypoints "
                           "through the camera (default, when the input has them); --no-image-fit: fit the "
                           "lifted 3D keypoints instead.")
@@ -61,7 +65,7 @@ def _guarded(action, verbose: bool) -> None:
     if not verbose:  # imageio-ffmpeg's warnings while stopping ffmpeg would add lines to a one-line error
         logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)
     failure: Exception | None = None
-    with _interrupts_recorded() as interrupts:
+    with _interrupts_recorded() as interrupts, _input_warnings_shown():
         try:
             action()
         except KeyboardInterrupt:
@@ -87,6 +91,27 @@ def _guarded(action, verbose: bool) -> None:
     stderr.print(f"[bold red]error:[/] internal failure: {type(failure).__name__}: {first}"
                  " (rerun with --verbose for details)", soft_wrap=True)
     raise typer.Exit(EXIT_STAGE_FAILED)
+
+
+@contextmanager
+def _input_warnings_shown():
+    """Show every InputWarning (handcli.errors.warn_input) as a `warning:` line, whatever PYTHONWARNINGS says."""
+    import warnings
+
+    from handcli.errors import InputWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", InputWarning)
+        previous = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, InputWarning):
+                _warn(str(message))
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 @contextmanager
@@ -127,11 +152,10 @@ def _warn(message: str) -> None:
 
 
 def _check_output_path(out: Path) -> None:
-    """Fail before minutes of work, not at the write."""
-    from handcli.errors import BadInput
+    """Fail before minutes of work, not at the write (suffix, directory, writability: artifacts.py)."""
+    from handcli.artifacts import check_output_path
 
-    if out.suffix != ".npz" or not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise BadInput(f"{out}: output must be a .npz file in an existing directory")
+    check_output_path(out)
 
 
 @contextmanager
@@ -164,7 +188,7 @@ def run(
     fov: Optional[float] = typer.Option(None, "--fov", help="Field of view in degrees (longer side)."),
     hand_model: str = _HAND_MODEL,
     mano_dir: Optional[Path] = _MANO_DIR,
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = _SEED,
     image_fit: bool = _IMAGE_FIT,
     fps: Optional[float] = _FPS,
     with_variance: bool = typer.Option(True, "--variance/--no-variance", help="Also the variance maps "
@@ -172,28 +196,18 @@ def run(
     render: Optional[Path] = typer.Option(None, "--render", help="Also write the overlay video here (coloured "
                                           "by the variance when it was computed)."),
     skeleton: bool = typer.Option(False, "--skeleton", help="--render: also draw the 21 keypoints and bones."),
+    workers: Optional[int] = _WORKERS,
     verbose: bool = _VERBOSE,
 ) -> None:
     """Run the whole pipeline on a video: detect -> estimate -> refine -> variance [-> overlay], each cached."""
 
     def action() -> None:
         from handcli.stages import run as stage
-        from handcli.stages.detect import DetectConfig
-        from handcli.stages.estimate import EstimateConfig
-        from handcli.stages.refine import RefineConfig
-        from handcli.stages.render import RenderConfig
-        from handcli.stages.variance import VarianceConfig
 
         _check_output_path(out)
-        config = stage.RunConfig(
-            detect=DetectConfig(focal=focal, fov=fov, min_frames=2, fps=fps),
-            estimate=EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit),
-            refine=RefineConfig(device=device, seed=seed, hand_model=hand_model, mano_dir=mano_dir),
-            # the chain runs one stage at a time, so the variance stage may use both cores of a small machine
-            variance=VarianceConfig(threads=min(2, os.cpu_count() or 1)) if with_variance else None,
-            render=(RenderConfig(out=render, variance=with_variance, skeleton=skeleton, hand_model=hand_model,
-                                 mano_dir=mano_dir) if render is not None else None),
-            force=force)
+        config = _run_config(focal=focal, fov=fov, fps=fps, workers=workers, hand_model=hand_model,
+                             mano_dir=mano_dir, device=device, image_fit=image_fit, seed=seed,
+                             with_variance=with_variance, render=render, skeleton=skeleton, force=force)
         cache = work_dir or (out.parent / ".handcli-cache")
         with _stage_progress() as tick:
             result, records = stage.run_video(video, cache, config, progress=tick, notify=_warn)
@@ -205,6 +219,84 @@ def run(
 
 
 @app.command()
+def batch(
+    inputs: list[str] = typer.Argument(..., help="Videos, folders (of videos, or of frames) or glob patterns."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="One artifact per video: DIR/<name>.npz, plus "
+                                 "DIR/batch_manifest.json (and DIR/<name>.mp4 with --render)."),
+    engine: str = typer.Option("local", "--engine", help="local (this machine) | ray (a Ray cluster; needs "
+                               "handcli[cluster])"),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: the cluster (ray start --head "
+                                          "prints it); default: a local Ray instance."),
+    jobs: int = typer.Option(1, "--jobs", min=1, max=256, help="local: videos at once, each in its own "
+                             "process (the detector's --workers are split between them)."),
+    workers: Optional[int] = _WORKERS,
+    render: bool = typer.Option(False, "--render", help="Also write each video's overlay (DIR/<name>.mp4)."),
+    focal: Optional[float] = typer.Option(None, "--focal", help="Focal length in pixels (every video)."),
+    fov: Optional[float] = typer.Option(None, "--fov", help="Field of view in degrees (longer side)."),
+    fps: Optional[float] = _FPS,
+    with_variance: bool = typer.Option(True, "--variance/--no-variance"),
+    device: str = _DEVICE,
+    hand_model: str = _HAND_MODEL,
+    mano_dir: Optional[Path] = _MANO_DIR,
+    seed: int = _SEED,
+    image_fit: bool = _IMAGE_FIT,
+    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Stage cache shared by the videos "
+                                            "(default: DIR/.handcli-cache, a folder per video)."),
+    verbose: bool = _VERBOSE,
+) -> None:
+    """Run the whole chain on many videos: resumable (finished videos are skipped), one failure does not stop
+    the others; exit 0 when all succeed, 3 when any failed (docs/batch.md)."""
+
+    def action() -> None:
+        from handcli.batch import BatchConfig, run_batch
+        from handcli.detect.parallel import usable_cores
+
+        detect_workers = workers
+        if detect_workers is None:  # the cores are shared by the videos run at once; a Ray task gets one
+            detect_workers = 1 if engine == "ray" else max(1, usable_cores() // jobs)
+        config = BatchConfig(out_dir=out_dir, engine=engine, jobs=jobs, address=address, work_dir=work_dir,
+                             run=_run_config(focal=focal, fov=fov, fps=fps, workers=detect_workers,
+                                             hand_model=hand_model, mano_dir=mano_dir, device=device,
+                                             image_fit=image_fit, seed=seed, with_variance=with_variance,
+                                             render=out_dir / "overlay.mp4" if render else None,
+                                             skeleton=False, force=None))
+        with _stage_progress() as tick:
+            result = run_batch(inputs, config, notify=_report, progress=tick if engine == "local" and jobs == 1
+                               else None)
+        _report(f"{'video':<28} {'status':<8} {'seconds':>8}  error")
+        for row in result.rows:
+            _report(f"{row['name'][:28]:<28} {row['status']:<8} {row['seconds']:>8.1f}  {row['error'] or ''}")
+        done = sum(row["status"] != "failed" for row in result.rows)
+        _report(f"batch: {done} of {len(result.rows)} video(s) done, {result.failed} failed; manifest "
+                f"{out_dir / 'batch_manifest.json'}")
+        if result.failed:
+            raise typer.Exit(EXIT_STAGE_FAILED)
+
+    _guarded(action, verbose)
+
+
+def _run_config(*, focal, fov, fps, workers, hand_model, mano_dir, device, image_fit, seed, with_variance, render,
+                skeleton, force):
+    """The RunConfig of `run` (and of each video of `batch`) from the command's options."""
+    from handcli.stages.detect import DetectConfig
+    from handcli.stages.estimate import EstimateConfig
+    from handcli.stages.refine import RefineConfig
+    from handcli.stages.render import RenderConfig
+    from handcli.stages.run import RunConfig
+    from handcli.stages.variance import VarianceConfig
+
+    return RunConfig(
+        detect=DetectConfig(focal=focal, fov=fov, min_frames=2, fps=fps, workers=workers),
+        estimate=EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit),
+        refine=RefineConfig(device=device, seed=seed, hand_model=hand_model, mano_dir=mano_dir),
+        # the chain runs one stage at a time, so the variance stage may use both cores of a small machine
+        variance=VarianceConfig(threads=min(2, os.cpu_count() or 1)) if with_variance else None,
+        render=(RenderConfig(out=render, variance=with_variance, skeleton=skeleton, hand_model=hand_model,
+                             mano_dir=mano_dir) if render is not None else None),
+        force=force)
+
+
+@app.command()
 def detect(
     video: Path = typer.Argument(..., help="Input video file, or a folder of .jpg/.png frames."),
     out: Path = typer.Option(..., "--out", "-o"),
@@ -213,6 +305,7 @@ def detect(
                                         "side (default 60)."),
     max_hands: int = typer.Option(2, "--max-hands", help="Hands to look for per frame (1-10)."),
     fps: Optional[float] = _FPS,
+    workers: Optional[int] = _WORKERS,
     verbose: bool = _VERBOSE,
 ) -> None:
     """Detect and track hands in a video (MediaPipe), write 2D keypoints and metric landmarks."""
@@ -221,7 +314,7 @@ def detect(
         from handcli.stages import detect as stage
 
         _check_output_path(out)
-        config = stage.DetectConfig(focal=focal, fov=fov, max_hands=max_hands, fps=fps)
+        config = stage.DetectConfig(focal=focal, fov=fov, max_hands=max_hands, fps=fps, workers=workers)
         with _stage_progress() as tick:
             result = stage.detect_file(video, config, progress=lambda done, total: tick("detect", done, total))
         for warning in result.meta.get("warnings", []):
@@ -259,7 +352,7 @@ def refine(
     out: Path = typer.Option(..., "--out", "-o"),
     variance: bool = typer.Option(False, "--variance", help="Also compute the variance maps."),
     device: str = _DEVICE,
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = _SEED,
     samples: int = typer.Option(1, "--samples", min=1, max=256, help="1: the deterministic mean path; more: that "
                                 "many stochastic samples, their mean returned."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Refiner weights (default: bundled)."),
@@ -297,7 +390,7 @@ def variance(
     chain: bool = typer.Option(False, "--chain", help="Propagate through all reverse steps even when the refiner "
                                "returns its first clean estimate."),
     device: str = _DEVICE,
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = _SEED,
     weights: Optional[Path] = typer.Option(None, "--weights", help="Refiner weights (default: bundled)."),
     laplace: Optional[Path] = typer.Option(None, "--laplace", help="Variance posterior fitted for those weights "
                                            "(default: bundled)."),
@@ -379,7 +472,7 @@ def train(
                                        "bundled weights file that refine and variance load)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Training steps (default: the shipped "
                                         "recipe's)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = _SEED,
     device: str = _DEVICE,
     verbose: bool = _VERBOSE,
 ) -> None:

@@ -23,11 +23,17 @@ from typing import Iterator
 import numpy as np
 
 from handcli.artifacts import check_input_file
-from handcli.errors import BadInput
+from handcli.errors import BadInput, warn_input
 
 DEFAULT_FPS = 30.0
-# decoding fewer frames than this share of what the header announces means the file was cut short
+# decoding fewer frames than this share of what the header announces means the file was cut short: exit 2
 TRUNCATION_TOLERANCE = 0.10
+# a smaller missing tail (more than this many frames, up to the tolerance) is a warning naming the frames lost;
+# a frame or two of difference is the header's rounding (or an audio track outlasting the picture)
+TAIL_SLACK_FRAMES = 2
+# elementary streams without a container: no time stamps, so ffmpeg's 25 fps is a guess
+RAW_STREAM_FORMATS = {"h264", "hevc", "vvc", "mjpeg", "jpeg_pipe", "mpjpeg", "m4v", "mpegvideo", "rawvideo",
+                      "vc1", "cavsvideo", "obu", "dirac", "avs2", "avs3"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,14 @@ class VideoInfo:
     fps_known: bool  # False when the header has no frame rate and `fps` is DEFAULT_FPS
     duration: float  # seconds, 0 when unknown
     codec: str
-    rotated: bool  # display-rotation metadata turned the stored frames by 90/270 degrees
+    rotated: bool  # display-rotation metadata turned the stored frames by 90 or 270 degrees
+    stream: int = 0  # which of the file's video streams is read (the one with the most pixels)
+    raw: bool = False  # an elementary stream (.h264, .mjpeg): no container, no frame rate
+
+    @property
+    def stream_params(self) -> list[str]:
+        """ffmpeg output options that select `stream` (so every read decodes the same stream)."""
+        return ["-map", f"0:v:{self.stream}"]
 
     @property
     def num_frames_estimate(self) -> int | None:
@@ -59,7 +72,11 @@ def probe_video(path: str | Path, fps: float | None = None) -> VideoInfo:
     path = check_input_file(path)
     import imageio_ffmpeg
 
-    generator = imageio_ffmpeg.read_frames(str(path))
+    container, streams = _video_streams(path)
+    chosen = max(streams, key=lambda item: (not item.attached, item.width * item.height, item.fps),
+                 default=None)
+    stream = chosen.ordinal if chosen is not None else 0
+    generator = imageio_ffmpeg.read_frames(str(path), output_params=["-map", f"0:v:{stream}"] if chosen else [])
     try:
         meta = _first(generator, path)
     finally:
@@ -67,12 +84,54 @@ def probe_video(path: str | Path, fps: float | None = None) -> VideoInfo:
     width, height = (int(v) for v in meta["size"])
     if width < 1 or height < 1:
         raise BadInput(f"{path}: video has no picture (size {width}x{height})")
-    fps = float(meta.get("fps") or 0.0)
-    stored_size = tuple(meta.get("source_size", meta["size"]))
-    return VideoInfo(path=path, width=width, height=height, fps=fps if fps > 0 else DEFAULT_FPS,
-                     fps_known=fps > 0, duration=float(meta.get("duration") or 0.0),
-                     codec=str(meta.get("codec", "")).rstrip(","),
-                     rotated=stored_size != (width, height) and stored_size == (height, width))
+    # imageio-ffmpeg reads the rate, codec and stored size from the first video stream: take the chosen one's
+    rate = chosen.fps if chosen is not None else float(meta.get("fps") or 0.0)
+    stored_size = (chosen.width, chosen.height) if chosen is not None else tuple(meta.get("source_size", meta["size"]))
+    codec = chosen.codec if chosen is not None else str(meta.get("codec", "")).rstrip(",")
+    raw = container in RAW_STREAM_FORMATS
+    if raw:  # the rate ffmpeg prints is its guess; the caller's (--fps) or the default, flagged as unknown
+        rate = 0.0
+    fps_known = rate > 0 or (raw and fps is not None)
+    rate = rate if rate > 0 else (fps if raw and fps is not None else DEFAULT_FPS)
+    return VideoInfo(path=path, width=width, height=height, fps=rate, fps_known=fps_known,
+                     duration=0.0 if raw else float(meta.get("duration") or 0.0), codec=codec,
+                     rotated=stored_size != (width, height) and stored_size == (height, width), stream=stream, raw=raw)
+
+
+@dataclass(frozen=True)
+class _Stream:
+    ordinal: int  # among the file's video streams (ffmpeg's 0:v:N)
+    width: int
+    height: int
+    fps: float  # 0 when the stream line states none
+    codec: str
+    attached: bool  # cover art, not a video
+
+
+_STREAM_LINE = re.compile(r"^\s*Stream #\d+:\d+\S*: Video: (?P<rest>.*)$")
+
+
+def _video_streams(path: Path) -> tuple[str, list[_Stream]]:
+    """(container format, video streams) from ffmpeg's description of its input (nothing decoded)."""
+    import imageio_ffmpeg
+
+    try:
+        text = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                              capture_output=True, text=True, errors="replace", timeout=60).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return "", []
+    container = re.search(r"^Input #0, ([^,\s]+)", text, re.M)
+    streams = []
+    for line in text.splitlines():
+        match = _STREAM_LINE.match(line)
+        size = re.search(r" (\d+)x(\d+)[ ,\[]", line + " ")
+        if not match or not size:
+            continue
+        rate = re.search(r" ([0-9]+\.?[0-9]*)k? fps", line)
+        streams.append(_Stream(ordinal=len(streams), width=int(size[1]), height=int(size[2]),
+                               fps=float(rate[1]) if rate else 0.0, codec=match["rest"].split(" ", 1)[0].rstrip(","),
+                               attached="(attached pic)" in line))
+    return (container[1] if container else ""), streams
 
 
 def _probe_folder(folder: Path, fps: float | None) -> VideoInfo:
@@ -104,7 +163,7 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
         return
     import imageio_ffmpeg
 
-    generator = imageio_ffmpeg.read_frames(str(info.path), output_params=_rate_filter(info))
+    generator = imageio_ffmpeg.read_frames(str(info.path), output_params=[*info.stream_params, *_rate_filter(info)])
     count = 0
     try:
         meta = _first(generator, info.path)
@@ -129,11 +188,18 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
     if expected is not None and count < expected * (1 - TRUNCATION_TOLERANCE) - 1:
         raise BadInput(f"{info.path}: video ends after {count} of the {expected} frames its header announces "
                        "(truncated or damaged file)")
+    if expected is not None and count < expected - TAIL_SLACK_FRAMES:
+        warn_input(f"{info.path}: video ends after {count} of the {expected} frames its header announces: the last "
+                   f"{expected - count} frame(s) ({(expected - count) / info.fps:.2f} s) are missing (truncated "
+                   "file?); the result covers the frames that decoded")
 
 
 def _rate_filter(info: VideoInfo) -> list[str]:
     """ffmpeg output options that make the frames constant-rate: the fps filter picks, for output frame i, the
-    source frame nearest to time i / fps (a no-op for constant-rate video)."""
+    source frame nearest to time i / fps (a no-op for constant-rate video). An elementary stream has no time
+    stamps to resample by: every frame is passed through, in order, none dropped or repeated."""
+    if info.raw:
+        return ["-fps_mode", "passthrough"]
     return ["-vf", f"fps={info.fps!r}"] if info.fps_known else []
 
 
@@ -147,7 +213,7 @@ def count_frames(info: VideoInfo) -> int:
         return len(frame_files(info.path))
     import imageio_ffmpeg
 
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-i", str(info.path), "-map", "0:v:0",
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-i", str(info.path), *info.stream_params,
                *_rate_filter(info), "-f", "null", "-"]
     log = subprocess.run(command, capture_output=True, text=True, errors="replace").stderr
     counts = re.findall(r"frame=\s*(\d+)", log)

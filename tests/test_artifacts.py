@@ -133,7 +133,7 @@ def test_atomic_write_keeps_previous_file_on_failure(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(np, "savez", boom)
+    monkeypatch.setattr(np.lib.format, "write_array", boom)
     with pytest.raises(KeyboardInterrupt):
         save_artifact(full_artifact(), target)
     assert target.read_bytes() == before

@@ -81,7 +81,7 @@ def rows_to_artifact(rows: Rows, *, fmt: str, details: dict, hand_model: str | N
     meta = make_meta("import", hand_model=hand_model, config={"format": fmt})
     meta["import"] = details
     arrays["meta"] = np.array(_json(meta))
-    return artifact_from_arrays(arrays, source=fmt)
+    return artifact_from_arrays(arrays, source=fmt, frame_known="frame" in details)
 
 
 def track_betas(rows: Rows, valid: np.ndarray, num_tracks: int) -> np.ndarray:

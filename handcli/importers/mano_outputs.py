@@ -73,6 +73,8 @@ def _get(mapping: dict, key: str) -> Any:
 
 def flatten(mapping: dict) -> dict:
     """Top-level keys plus those of a nested prediction dict (nested wins: they are the model outputs)."""
+    if not any(name in mapping for name in NESTED):
+        return mapping  # as is: an npz's lazy mapping must not be read whole
     flat = {k: v for k, v in mapping.items() if k not in NESTED}
     for name in NESTED:
         if isinstance(mapping.get(name), dict):
@@ -96,7 +98,7 @@ class ManoOutputsNpz:
         return "hand_pose" in keys and "keypoints3d" not in keys
 
     def load(self, source: Source):
-        return mano_artifact(dict(source.npz_arrays), fmt=self.name)
+        return mano_artifact(source.npz_arrays, fmt=self.name)  # lazy: only the keys it reads are loaded
 
 
 class ManoOutputsPickle:

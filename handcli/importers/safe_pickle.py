@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from handcli.artifacts import MAX_NPZ_TOTAL, MAX_PICKLE_BYTES, MAX_PICKLE_ITEMS
 from handcli.errors import BadInput
 
-MAX_PICKLE_BYTES = 2 << 30  # a hand track of hours fits in far less; refuse absurd files before reading them
 MAX_ARRAY_ELEMENTS = 400_000_000
+MAX_NESTING = 100  # containers inside containers: a hand file needs 4 or 5 levels
 
 _NUMPY_GLOBALS = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -145,21 +146,21 @@ def load_pickle(path: Path) -> Any:
     size = path.stat().st_size
     if size == 0:
         raise BadInput(f"{path}: empty file")
-    if size > MAX_PICKLE_BYTES:
-        raise BadInput(f"{path}: {size / 2**30:.1f} GiB is too large for a pickle input")
+    if size > MAX_PICKLE_BYTES.value():
+        raise MAX_PICKLE_BYTES.refuse(f"{path}: the file", size)
     with open(path, "rb") as handle:
         head = handle.read(8)
     if head.startswith(b"PK\x03\x04"):
         return _load_torch_zip(path)
     if compression(head):
         raise BadInput(f"{path}: {compression(head)}-compressed file (joblib compress=...); re-save it uncompressed")
+    # unpickled from memory: a length field promising gigabytes cannot make a read allocate more than the file
+    data = path.read_bytes()
     try:
         try:
-            with open(path, "rb") as handle:
-                return _FastUnpickler(handle, encoding="latin1").load()
+            return _FastUnpickler(io.BytesIO(data), encoding="latin1").load()
         except _NeedsJoblibReader:
-            with open(path, "rb") as handle:
-                return _RestrictedUnpickler(handle, encoding="latin1").load()
+            return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except BadInput:
         raise
     except RecursionError:
@@ -181,11 +182,58 @@ def _load_torch_zip(path: Path) -> Any:
 
 
 def to_numpy(value: Any) -> Any:
-    """Recursively turn torch tensors into numpy arrays (lists, tuples and dicts are walked)."""
+    """Turn torch tensors into numpy arrays, walking lists, tuples and dicts.
+
+    A pickle can refer to one object many times (`[[row] * 100000] * 2000` is 200 KB on disk), so the walk
+    counts every container entry it visits, each time it visits it, against HANDCLI_MAX_PICKLE_ITEMS, and the
+    arrays it meets, each time, against HANDCLI_MAX_NPZ_BYTES in total; nesting deeper than
+    MAX_NESTING is refused. Shared objects are converted once (the result shares them too), so the walk never
+    builds more than the file describes. One-line BadInput."""
+    budget = {"items": MAX_PICKLE_ITEMS.value(), "bytes": MAX_NPZ_TOTAL.value()}
+    seen: dict[int, Any] = {}
+    return _to_numpy(value, budget, seen, 0, [value])
+
+
+def _to_numpy(value: Any, budget: dict, seen: dict, depth: int, keep: list) -> Any:
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        budget["bytes"] -= value.nbytes
+        if budget["bytes"] < 0:
+            raise MAX_NPZ_TOTAL.refuse("pickle: its arrays", MAX_NPZ_TOTAL.value() - budget["bytes"])
+        return value
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    budget["items"] -= len(value)
+    if budget["items"] < 0:
+        raise MAX_PICKLE_ITEMS.refuse("pickle", MAX_PICKLE_ITEMS.value() - budget["items"])
+    if depth >= MAX_NESTING:
+        raise BadInput(f"pickle: containers nest deeper than {MAX_NESTING} levels")
+    if id(value) in seen:
+        # counted again above (the caller would see it again), converted once
+        _charge_again(seen[id(value)], budget, depth)
+        return seen[id(value)]
     if isinstance(value, dict):
-        return {key: to_numpy(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_numpy(item) for item in value)
-    return value
+        result: Any = {key: _to_numpy(item, budget, seen, depth + 1, keep) for key, item in value.items()}
+    else:
+        result = type(value)(_to_numpy(item, budget, seen, depth + 1, keep) for item in value)
+    keep.append(value)  # ids stay unique while the walk runs
+    seen[id(value)] = result
+    return result
+
+
+def _charge_again(value: Any, budget: dict, depth: int) -> None:
+    """A shared container met again: charge what it holds once more, without rebuilding it."""
+    stack = [(value, depth)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, np.ndarray):
+            budget["bytes"] -= item.nbytes
+            if budget["bytes"] < 0:
+                raise MAX_NPZ_TOTAL.refuse("pickle: its arrays", MAX_NPZ_TOTAL.value() - budget["bytes"])
+        elif isinstance(item, (dict, list, tuple)):
+            if item is not value:
+                budget["items"] -= len(item)
+                if budget["items"] < 0:
+                    raise MAX_PICKLE_ITEMS.refuse("pickle", MAX_PICKLE_ITEMS.value() - budget["items"])
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))

@@ -6,6 +6,7 @@ Sniffing looks at content, not the name: the first bytes (zip, npy magic, pickle
 
 from __future__ import annotations
 
+import math
 import zipfile
 from functools import cached_property
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from handcli.artifacts import MAX_ELEMENTS, load_npz_arrays, read_npz_headers
+from handcli.artifacts import (MAX_ELEMENTS, MAX_NPZ_MEMBER, NpzArrays, check_input_file, load_npz_arrays,
+                             read_npz_headers)
 from handcli.errors import BadInput
 from handcli.importers.safe_pickle import compression, load_pickle, to_numpy
 
@@ -24,13 +26,7 @@ class Source:
     """A path plus lazily computed views. `kind`: 'npz', 'npy', 'torch-zip', 'pickle', 'compressed', 'unknown'."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise BadInput(f"{self.path}: no such file")
-        if not self.path.is_file():
-            raise BadInput(f"{self.path}: not a file")
-        if self.path.stat().st_size == 0:
-            raise BadInput(f"{self.path}: empty file")
+        self.path = check_input_file(path)
 
     @cached_property
     def head(self) -> bytes:
@@ -67,7 +63,8 @@ class Source:
         return read_npz_headers(self.path) if self.kind == "npz" else {}
 
     @cached_property
-    def npz_arrays(self) -> dict[str, np.ndarray]:
+    def npz_arrays(self) -> NpzArrays:
+        """Lazy: a member is checked against the limits and read only when an importer asks for its key."""
         return load_npz_arrays(self.path)
 
     @cached_property
@@ -86,8 +83,14 @@ class Source:
             raise BadInput(f"{self.path}: not a readable npy file ({error})") from None
         if dtype.hasobject:
             raise BadInput(f"{self.path}: npy holds Python objects (pickled data is not accepted)")
-        if int(np.prod(shape, dtype=np.int64)) > MAX_ELEMENTS:
+        if math.prod(shape) > MAX_ELEMENTS:
             raise BadInput(f"{self.path}: array of shape {shape} is too large")
+        declared = math.prod(shape) * dtype.itemsize
+        if declared > MAX_NPZ_MEMBER.value():
+            raise MAX_NPZ_MEMBER.refuse(f"{self.path}: the array", declared)
+        if declared > self.path.stat().st_size:
+            raise BadInput(f"{self.path}: truncated npy file (its header declares {declared} bytes of data, "
+                           f"the file holds {self.path.stat().st_size})")
         return tuple(shape), dtype
 
     @cached_property

@@ -22,6 +22,8 @@ convention left(θ', t') = M·right(Mθ') + t', so θ' = mirror(θ), t' = M t. N
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from typing import Any
 
 import numpy as np
@@ -39,7 +41,7 @@ def _hawor_fields(obj: Any) -> dict | None:
     """The five HaWoR arrays from a 5-list or a dict with those names; None if it is not that."""
     if isinstance(obj, (list, tuple)) and len(obj) == 5 and all(isinstance(v, np.ndarray) for v in obj):
         fields = dict(zip(HAWOR_FIELDS, obj))
-    elif isinstance(obj, dict) and all(isinstance(obj.get(k), np.ndarray) for k in HAWOR_FIELDS):
+    elif isinstance(obj, Mapping) and all(isinstance(obj.get(k), np.ndarray) for k in HAWOR_FIELDS):
         fields = {k: obj[k] for k in HAWOR_FIELDS}
     else:
         return None

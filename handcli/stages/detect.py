@@ -19,6 +19,7 @@ from handcli.detect.intrinsics import camera_matrix
 from handcli.detect.lifting import project, solve_translation
 from handcli.detect.linking import link_fragments, resolve_sides
 from handcli.detect.mediapipe_hands import MediaPipeHands
+from handcli.detect.parallel import detect_segments, plan_segments, usable_cores
 from handcli.detect.tracking import HandTracker, Track, TrackerConfig, fill_unseen, stack_tracks
 from handcli.errors import BadInput
 from handcli.video import VideoInfo, iter_frames, probe_video, video_digest
@@ -43,6 +44,10 @@ class DetectConfig:
     min_frames: int = 1  # fewer decoded frames is bad input (a caller that needs motion asks for 2+)
     fps: float | None = None  # frame rate of a frame folder (a video states its own); default 30 with a warning
     link: bool = True  # link track fragments of one hand across gaps (handcli.detect.linking)
+    # processes running MediaPipe on time segments of a video file (handcli.detect.parallel); None: one per
+    # usable core. Clips too short to be worth splitting, and frame folders, run in one process.
+    workers: int | None = None
+    overlap_seconds: float = 0.5  # each segment's MediaPipe starts this early, to lock on before its frames
 
 
 def check_config(config: DetectConfig) -> None:
@@ -58,6 +63,10 @@ def check_config(config: DetectConfig) -> None:
         raise BadInput(f"--fps must be between 0 and 1000 frames per second, got {config.fps}")
     if config.max_gap_seconds < 0 or config.min_track_seconds < 0:
         raise BadInput("max_gap_seconds and min_track_seconds must not be negative")
+    if config.workers is not None and not 1 <= config.workers <= 256:
+        raise BadInput(f"--workers must be between 1 and 256, got {config.workers}")
+    if not 0 <= config.overlap_seconds <= 10:
+        raise BadInput(f"overlap_seconds must be between 0 and 10, got {config.overlap_seconds}")
 
 
 def min_track_observations(config: DetectConfig, fps: float, num_frames: int) -> int:
@@ -68,28 +77,46 @@ def min_track_observations(config: DetectConfig, fps: float, num_frames: int) ->
 
 def detect(frames: Iterable[np.ndarray], video: VideoInfo, config: DetectConfig,
            progress: Progress | None = None) -> Artifact:
-    """Detect and track hands in `frames` ((height, width, 3) uint8 RGB, video order, `video.fps`).
+    """Detect and track hands in `frames` ((height, width, 3) uint8 RGB, video order, `video.fps`), in this
+    process.
 
     Returns an artifact with H tracks x T frames: keypoints2d (H, T, 21, 3), world_landmarks (H, T, 21, 3),
     boxes (H, T, 4), scores (H, T), valid (H, T), is_right (H,), track_id (H,), frame_index (T,), K, image_size
     and keypoints3d (H, T, 21, 3): the world landmarks translated to where they reproject onto keypoints2d.
     Frames a track was not seen on are `valid = False` and hold values interpolated from its neighbours."""
     check_config(config)
-    K = camera_matrix(video.width, video.height, config.focal, config.fov)
-    tracker = HandTracker(TrackerConfig(max_gap_frames=max(1, round(config.max_gap_seconds * video.fps))))
     timings = {"mediapipe_s": 0.0}
     started = time.perf_counter()
+
+    def per_frame():
+        with MediaPipeHands(**mediapipe_options(config)) as hands:
+            for count, frame in enumerate(frames, 1):
+                before = time.perf_counter()
+                detections = hands.process(frame)
+                timings["mediapipe_s"] += time.perf_counter() - before
+                yield detections
+                if progress is not None:
+                    progress(count, video.num_frames_estimate)
+
+    return track_detections(per_frame(), video, config, timings, started)
+
+
+def mediapipe_options(config: DetectConfig) -> dict:
+    return dict(max_hands=config.max_hands, model_complexity=config.model_complexity,
+                min_detection_confidence=config.min_detection_confidence,
+                min_tracking_confidence=config.min_tracking_confidence, mirrored=config.mirrored)
+
+
+def track_detections(per_frame: Iterable[list], video: VideoInfo, config: DetectConfig, timings: dict,
+                     started: float, parallel: dict | None = None) -> Artifact:
+    """Track, link, lift and assemble per-frame detections (lists of HandDetection, frame order) into the
+    detect artifact; `parallel`: how segment-parallel detection ran (recorded in meta), None if it did not."""
+    K = camera_matrix(video.width, video.height, config.focal, config.fov)
+    tracker = HandTracker(TrackerConfig(max_gap_frames=max(1, round(config.max_gap_seconds * video.fps))))
     num_frames = 0
-    with MediaPipeHands(config.max_hands, config.model_complexity, config.min_detection_confidence,
-                        config.min_tracking_confidence, config.mirrored) as hands:
-        for frame in frames:
-            before = time.perf_counter()
-            detections = hands.process(frame)
-            timings["mediapipe_s"] += time.perf_counter() - before
-            tracker.update(num_frames, detections)
-            num_frames += 1
-            if progress is not None:
-                progress(num_frames, video.num_frames_estimate)
+    for detections in per_frame:
+        tracker.update(num_frames, detections)
+        num_frames += 1
     timings["frames_s"] = time.perf_counter() - started
     if num_frames < config.min_frames:
         raise BadInput(f"{video.path}: video has {num_frames} frame(s); at least {config.min_frames} needed")
@@ -112,7 +139,7 @@ def detect(frames: Iterable[np.ndarray], video: VideoInfo, config: DetectConfig,
     if not video.fps_known:
         warnings.append(f"a folder of frames states no frame rate; assuming {video.fps:g} fps (pass --fps)"
                         if video.codec == "frames" else
-                        f"the video does not state its frame rate; assuming {video.fps:g} fps")
+                        f"the video does not state its frame rate; assuming {video.fps:g} fps (pass --fps)")
     meta = make_meta("detect", config=asdict(config), timings=timings)
     meta["video"] = {"width": video.width, "height": video.height, "fps": video.fps, "codec": video.codec,
                      "rotated": video.rotated, "duration_s": video.duration, "frames": num_frames}
@@ -121,6 +148,7 @@ def detect(frames: Iterable[np.ndarray], video: VideoInfo, config: DetectConfig,
                         "lift_failures": lift_failures, "reprojection_px_median": reprojection_px,
                         "links": [link.as_dict() for link in links], "side_flips": side_flips}
     meta["warnings"] = warnings
+    meta["parallel"] = parallel
     return Artifact(**per_track, fps=video.fps, meta=meta, image_size=np.array([video.width, video.height]), K=K,
                     frame_index=np.arange(num_frames), track_id=np.arange(num_tracks))
 
@@ -163,10 +191,23 @@ def _lift(world_landmarks: np.ndarray, keypoints2d: np.ndarray, valid: np.ndarra
 def detect_file(path: str | Path, config: DetectConfig, progress: Progress | None = None) -> Artifact:
     """Probe and stream the video at `path`, detect, and record the input's digest."""
     check_config(config)
-    if config.fps is not None and not Path(path).is_dir():
-        raise BadInput("--fps is for a folder of frames; a video file states its own frame rate")
     video = probe_video(path, config.fps)
+    if config.fps is not None and not (video.path.is_dir() or video.raw):
+        raise BadInput("--fps is for a folder of frames or a raw stream (.h264, .mjpeg); this video states its "
+                       "own frame rate")
     camera_matrix(video.width, video.height, config.focal, config.fov)  # bad options fail before decoding
-    result = detect(iter_frames(video), video, config, progress)
+    workers = config.workers if config.workers is not None else usable_cores()
+    estimate = video.num_frames_estimate
+    segments = plan_segments(estimate, workers, 0) if estimate and not video.path.is_dir() else []
+    if len(segments) > 1:
+        timings = {}
+        started = time.perf_counter()
+        overlap = round(config.overlap_seconds * video.fps)
+        detections, timings["mediapipe_s"], used = detect_segments(
+            video.path, config.fps, estimate, workers, overlap, mediapipe_options(config), progress)
+        result = track_detections(detections, video, config, timings, started,
+                                  parallel={"workers": used, "overlap_frames": overlap})
+    else:
+        result = detect(iter_frames(video), video, config, progress)
     result.meta["inputs"] = {"video": str(path), "sha256": video_digest(path)}
     return result

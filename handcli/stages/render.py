@@ -283,6 +283,13 @@ def render_file(input: Path, config: RenderConfig, notify: Callable[[str], None]
         if artifact.image_size is not None and tuple(int(x) for x in artifact.image_size) != (info.width, info.height):
             raise BadInput(f"image_size: the input was made from a {int(artifact.image_size[0])}x"
                            f"{int(artifact.image_size[1])} video, {config.video} is {info.width}x{info.height}")
+        source = artifact.meta.get("inputs", {}).get("sha256") if isinstance(artifact.meta.get("inputs"), dict) else None
+        if source and not Path(config.video).is_dir():
+            from handcli.video import video_digest
+
+            if video_digest(config.video) != source:
+                notes.append(f"--video {config.video} is not the video this artifact was made from (its sha256 "
+                             f"differs from the recorded {source[:12]}…); drawing over it anyway")
         num_video_frames = count_frames(info)
         if num_video_frames == 0:
             raise BadInput(f"{config.video}: ffmpeg cannot count its frames (no video stream?)")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from handcli.artifacts import Artifact, atomic_path
+from handcli.artifacts import Artifact, atomic_path, check_work_dir
 from handcli.cache import WorkDir, stage_key, weights_digests
 from handcli.errors import BadInput
 from handcli.handmodels import hand_model_files
@@ -70,6 +70,7 @@ def run_video(video: Path, work_dir: Path, config: RunConfig, *, progress: Stage
     if config.force == "render" and config.render is None:
         raise BadInput("--force render: no overlay was asked for (--render OUT.mp4)")
     video = Path(video)
+    check_work_dir(work_dir)  # a file, under a file, read-only: exit 2 now, not after the work
     if config.render is not None:  # a bad overlay path fails before hours of work, not after
         check_render_output(replace(config.render, video=video))
     if not (video.is_file() or video.is_dir()):
@@ -124,12 +125,14 @@ def _variance(work: WorkDir, refined: Artifact, estimated: Artifact, config: Run
               forced: set[str], notify, records: list[StageRecord]) -> tuple[Artifact, Path, str]:
     """The refined artifact with the variance maps of refining `estimated` (cached like every stage)."""
     from handcli.diffusion.weights import default_weights_path
+    from handcli.variance.estimate import DEFAULT_CALIBRATION_PATH
     from handcli.variance.posterior import default_laplace_path
 
     settings = variance_settings(config.refine, config.variance)
     refiner_weights = Path(settings.weights or default_weights_path())
     weights = weights_digests({"refiner": refiner_weights,
                                "laplace": Path(settings.laplace or default_laplace_path(refiner_weights)),
+                               "calibration": Path(settings.calibration or DEFAULT_CALIBRATION_PATH),
                                **hand_model_files(settings.hand_model or "open", settings.mano_dir)})
     key = stage_key("variance", refine_key, _config_dict(settings), weights)
     result, path, hit = work.cached("variance", key, lambda: attach_variance(refined, estimated, settings,

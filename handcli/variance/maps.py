@@ -82,6 +82,7 @@ def vertex_variance(var_joints: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------- forces
+JACOBIAN_CHUNK = 256  # knots whose force Jacobians are computed together (bounds the memory)
 ACCELERATION_STENCIL = (1.0, -2.0, 1.0)  # on x_{s}, x_{s+1}, x_{s+2}, divided by h²
 VELOCITY_STENCILS = {"first": (-3.0, 4.0, -1.0), "inner": (-1.0, 0.0, 1.0), "last": (1.0, -4.0, 3.0)}  # / 2h
 OWN_SLOT = {"first": 0, "inner": 1, "last": 2}  # where frame t sits in its stencil
@@ -174,8 +175,12 @@ def force_variance(keypoints3d: np.ndarray, coordinate_variance: np.ndarray, fps
     inner = np.arange(1, frames - 1)
     knots = np.unique(np.r_[inner[::max(1, stride)], inner[-1]])  # interior frames where J is computed
     computed = np.r_[0, knots, frames - 1]
-    partial = partial_force_jacobians(points, rest_joints21.double(), inertia.to(torch.float64), fps,
-                                      computed).numpy()  # (C, 3, 51, 63)
+    # in chunks of knots, kept as float32: the Jacobians of all knots at once (and RNEA's intermediates for
+    # them) took 2.6 GB on a 10-minute clip; float32 holds them to ~1e-7, far below the variance's own error
+    partial = np.concatenate([
+        partial_force_jacobians(points, rest_joints21.double(), inertia.to(torch.float64), fps,
+                                computed[begin:begin + JACOBIAN_CHUNK]).numpy().astype(np.float32)
+        for begin in range(0, len(computed), JACOBIAN_CHUNK)])  # (C, 3, 51, 63)
     # interior frames: linear interpolation between the bracketing knots; the two ends: their own
     upper = np.clip(np.searchsorted(knots, inner), 1, max(len(knots) - 1, 1))
     lower = upper - 1 if len(knots) > 1 else upper * 0
