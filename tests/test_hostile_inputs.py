@@ -623,6 +623,10 @@ def test_raw_streams_keep_every_frame(tmp_path, suffix, codec):
     code, lines = handcli("detect", path, "--out", tmp_path / "o.npz")
     assert code == 0 and any("does not state its frame rate" in line for line in lines), lines
     assert load_artifact(tmp_path / "o.npz").meta["video"]["frames"] == 41
+    # --fps states the rate of a raw stream (a container states its own, and --fps is refused there)
+    code, lines = handcli("detect", path, "--out", tmp_path / "p.npz", "--fps", 24)
+    assert code == 0 and not any("frame rate" in line for line in lines), lines
+    assert load_artifact(tmp_path / "p.npz").fps == 24
 
 
 # ------------------------------------------------------------------------------------------------ 7. minor
