@@ -187,11 +187,7 @@ def _held(keypoints3d: np.ndarray) -> np.ndarray:
         if not seen.size:
             out[h] = np.array([0.0, 0.0, 0.5])
             continue
-        out[h] = keypoints3d[h, seen[np.clip(np.searchsorted(seen, frames), 0, len(seen) - 1)]]
-        nearest_before = seen[np.clip(np.searchsorted(seen, frames, "right") - 1, 0, len(seen) - 1)]
-        use_before = np.abs(frames - nearest_before) <= np.abs(
-            seen[np.clip(np.searchsorted(seen, frames), 0, len(seen) - 1)] - frames)
-        out[h, use_before] = keypoints3d[h, nearest_before[use_before]]
+        out[h] = keypoints3d[h, _nearest(frames, seen)]
     return out
 
 
@@ -203,15 +199,15 @@ def _unobserved(valid: np.ndarray, fps: float) -> np.ndarray:
     for h, row in enumerate(valid):
         seen = np.flatnonzero(row)
         if seen.size:
-            nearest = np.abs(frames[:, None] - seen[None, :]).min(1) if seen.size < 4096 else \
-                _distance_to_set(frames, seen)
-            out[h] = np.minimum(nearest / reach, 1.0)
+            out[h] = np.minimum(np.abs(frames - _nearest(frames, seen)) / reach, 1.0)
     return out
 
 
-def _distance_to_set(frames: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    index = np.clip(np.searchsorted(seen, frames), 1, len(seen) - 1)
-    return np.minimum(np.abs(frames - seen[index - 1]), np.abs(seen[index] - frames))
+def _nearest(frames: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """For each of `frames` (T,), the nearest of the sorted frames `seen` (S,), S >= 1 (the earlier on a tie)."""
+    after = np.clip(np.searchsorted(seen, frames), 0, len(seen) - 1)
+    before = np.clip(after - 1, 0, len(seen) - 1)
+    return np.where(np.abs(frames - seen[before]) <= np.abs(seen[after] - frames), seen[before], seen[after])
 
 
 def estimate_uncertainty(features: FrameFeatures, model: VarianceCalibration) -> EstimateUncertainty:
