@@ -147,3 +147,25 @@ def test_segment_parallel_detection_matches_sequential(tmp_path, monkeypatch):
     after = np.linalg.norm(split.keypoints2d[:, boundary:, :, :2] - sequential.keypoints2d[:, boundary:, :, :2],
                            axis=-1)
     assert np.median(after) < 1.0
+
+
+def test_segment_parallel_detection_forwards_worker_warnings(tmp_path, monkeypatch):
+    """A video cut short warns while its last segment is decoded, in a worker process: the parent re-emits that
+    InputWarning once, as sequential detection does (it used to be lost with --workers 2)."""
+    from handcli.detect import parallel
+    from handcli.errors import InputWarning
+    from handcli.stages.detect import DetectConfig, detect_file
+    from tests.test_hostile_inputs import _ffmpeg
+
+    whole = tmp_path / "whole.mp4"  # 100 small frames, index first, so a cut keeps the header's frame count
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=30", "-frames:v", 100, "-c:v", "libx264", "-g", 10,
+            "-pix_fmt", "yuv420p", "-movflags", "+faststart", whole)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.93)])  # a few frames lost: a warning
+    monkeypatch.setattr(parallel, "MIN_FRAMES_PER_WORKER", 30)
+    with pytest.warns(InputWarning) as caught:
+        split = detect_file(cut, DetectConfig(workers=2, overlap_seconds=0))
+    assert split.meta["parallel"] == {"workers": 2, "overlap_frames": 0}
+    frames = split.meta["video"]["frames"]
+    missing = [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
+    assert len(missing) == 1 and f"after {frames} of the 100 frames" in missing[0], missing

@@ -10,6 +10,9 @@ then tracks and links the detections of all frames in order, exactly as sequenti
 differ from a sequential run is only MediaPipe's own output on the first frames after a boundary, where its
 tracker started from a fresh palm detection rather than from the previous frame (measured in
 docs/benchmarks.md).
+
+Warnings raised in a worker (a video's missing tail, handcli.errors.InputWarning) are recorded there and
+re-emitted by the parent, so they reach the user as they do in sequential detection.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -54,9 +58,32 @@ def plan_segments(num_frames: int, workers: int, overlap: int) -> list[Segment]:
             for i in range(workers)]
 
 
+# a warning raised in a worker, as it travels to the parent: (category, message, filename, line number)
+WarningRecord = tuple[type[Warning], str, str, int]
+
+
 def _segment_detections(path: str, fps: float | None, segment: Segment, options: dict
-                        ) -> tuple[list[list[HandDetection]], float]:
-    """In a worker: the detections of the segment's own frames, and MediaPipe's seconds."""
+                        ) -> tuple[list[list[HandDetection]], float, list[WarningRecord]]:
+    """In a worker: the detections of the segment's own frames, MediaPipe's seconds, and the warnings raised
+    meanwhile. A worker's warnings would otherwise go to its own stderr as raw Python warnings, outside the
+    parent's filters and the CLI's `warning:` lines; so every one is recorded ("always": the worker does not
+    inherit the parent's filters, and the parent's filters decide what is shown), once per message and
+    category (a warning raised on every frame is one record, not one per frame)."""
+    records: dict[tuple[str, type[Warning]], WarningRecord] = {}
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        records.setdefault((str(message), category), (category, str(message), filename, lineno))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = record  # restored when the block ends
+        out, seconds = _run_segment(path, fps, segment, options)
+    return out, seconds, list(records.values())
+
+
+def _run_segment(path: str, fps: float | None, segment: Segment, options: dict
+                 ) -> tuple[list[list[HandDetection]], float]:
+    """The detections of the segment's own frames, and MediaPipe's seconds."""
     from handcli.detect.mediapipe_hands import MediaPipeHands
     from handcli.video import iter_frames, probe_video
 
@@ -103,5 +130,18 @@ def detect_segments(path: str | Path, fps: float | None, num_frames: int, worker
             if progress is not None:
                 progress(min(counter.value, num_frames), num_frames)
         parts = [result.get() for result in pending]  # re-raises a worker's BadInput here
-    detections = [frame for frame_list, _ in parts for frame in frame_list]
-    return detections, sum(seconds for _, seconds in parts), len(segments)
+    _reemit([record for _, _, records in parts for record in records])
+    detections = [frame for frame_list, _, _ in parts for frame in frame_list]
+    return detections, sum(seconds for _, seconds, _ in parts), len(segments)
+
+
+def _reemit(records: list[WarningRecord]) -> None:
+    """Raise the workers' warnings in this process, in segment order, each message and category once (every
+    segment's process imports and starts MediaPipe, so the same warning can come from all of them). They go
+    through this process's filters and `showwarning` (the CLI's `warning:` line, pytest.warns), as they
+    would in sequential detection; the original file and line keep filters by module working."""
+    seen = set()
+    for category, message, filename, lineno in records:
+        if (message, category) not in seen:
+            seen.add((message, category))
+            warnings.warn_explicit(message, category, filename, lineno)
