@@ -11,9 +11,12 @@ Objective per frame, every term in millimetres at the hand (SMPLify-style, solve
 Levenberg-Marquardt structure as the 3D fit, handcli.fitting.solver):
   * reprojection: (x/z - x_obs, y/z - y_obs) in normalised image coordinates times the hand's depth, i.e.
     the 2D error expressed as a lateral offset at the hand, under a Cauchy robust weight (IRLS);
-  * articulation prior: each joint's rotation relative to the fit of the world landmarks (the articulation
-    MediaPipe's 3D head sees, which the 2D keypoints cannot tell along the ray);
-  * orientation prior: towards the world landmarks' orientation, weak (settles flat-hand ambiguities);
+  * articulation prior: each joint's rotation relative to the fit of the learned lifter's 3D joints
+    (handcli.fitting.lifter: MediaPipe's 2D keypoints and world landmarks -> the articulation, which the 2D
+    keypoints alone cannot tell along the ray), or of the world landmarks themselves (lifter_share 0);
+  * orientation prior: towards that fit's orientation, weak (settles flat-hand ambiguities);
+  * depth prior: the keypoints' mean depth towards the lifter's, smoothed over time (the lifter's joints
+    average what the image cannot tell apart into a flatter hand, which alone would be placed too far);
   * joint limits (the fitter's hinge prior, handcli.fitting.limits);
   * temporal terms: rotation and translation pulled towards their Gaussian-smoothed track (the targets are
     re-smoothed between rounds), which mostly steadies the depth, the one direction the image pins weakly.
@@ -58,6 +61,11 @@ class ImageFitConfig:
     rounds: int = 2  # outer rounds: robust weights and temporal targets are updated between them
     iterations: int = 3  # LM iterations per round
     articulation_weight: float = 400.0  # ~ (3 mm / 0.15 rad)^2
+    lifter_share: float = 1.0  # articulation prior: 0 MediaPipe's world landmarks, 1 the learned lifter
+    lifter_weights: str | None = None  # None: weights/lifter.pt
+    depth_weight: float = 0.1  # ~ (3 mm / 10 mm)^2: the lifter's depth, smoothed (about 3 % at 0.35 m)
+    depth_smooth_seconds: float = 0.1  # Gaussian width over which the lifter's depth is averaged
+    lifter_proportions: bool = True  # the hand's proportions from the lifter too (False: from the world landmarks)
     orient_weight: float = 60.0  # ~ (3 mm / 0.4 rad)^2: MediaPipe's own rotation, only a tie-breaker
     robust_scale_mm: float = 10.0  # Cauchy scale of the reprojection offset
     smooth_seconds: float = 0.07  # Gaussian width of the temporal targets
@@ -91,29 +99,41 @@ def _fit(model, world_landmarks, keypoints2d, valid, is_right, K, fps, config, d
     valid = np.asarray(valid, bool)
     is_right = np.asarray(is_right, bool)
     offsets = load_offsets(config.landmark_offsets) * config.hand_length  # (21, 3) metres, canonical
-    # the world landmarks follow the detector's landmark convention too: fit the model's landmarks to them
-    prior = fit_keypoints(model, world_landmarks, valid, is_right, iterations=config.prior_iterations,
-                          device=device, landmark_offsets=offsets if config.prior_offsets else None)
     model = model.to(device)
     dtype = model.v_template.dtype
     as_tensor = lambda array: torch.as_tensor(np.asarray(array), dtype=dtype, device=device)  # noqa: E731
     right = torch.as_tensor(is_right, device=device)
     valid_t = torch.as_tensor(valid, device=device)
-    # everything below works on right hands: mirror left tracks' prior and their image
-    orient_prior = _to_right(as_tensor(prior.global_orient), right, mirror_axis_angle)
-    pose_prior = _to_right(as_tensor(prior.hand_pose), right, mirror_axis_angle)
-    betas = sized_betas(model, as_tensor(prior.betas), config.hand_length)
+    # everything below works on right hands: mirror left tracks' image (and below, their prior)
     uv = np.array(keypoints2d[..., :2], np.float64)
     uv[~is_right, ..., 0] = 2 * K[0, 2] - uv[~is_right, ..., 0]
     normalised = as_tensor(np.stack([(uv[..., 0] - K[0, 2]) / K[0, 0], (uv[..., 1] - K[1, 2]) / K[1, 1]], -1))
     seen = valid_t & torch.isfinite(normalised).all(-1).all(-1)
+    prior_points, prior_offsets, lifted_depth = _articulation_targets(world_landmarks, normalised, seen, right,
+                                                                      offsets, config)
+    proportions = None
+    if lifted_depth is not None and not config.lifter_proportions:
+        # the hand's proportions (betas 1-9) from the world landmarks, the lifter's joints only for the pose:
+        # the lifter learned FPHA's skeleton, whose wrist sits ~12 % of the hand length nearer the knuckles
+        # than the hand model's (MANO-like) wrist, and would carry that convention into the output
+        proportions = fit_keypoints(model, world_landmarks, valid, is_right, iterations=config.prior_iterations,
+                                    device=device, landmark_offsets=offsets if config.prior_offsets else None).betas
+    prior = fit_keypoints(model, prior_points, valid, is_right, iterations=config.prior_iterations,
+                          device=device, landmark_offsets=prior_offsets, fit_shape=proportions is None,
+                          betas=proportions)
+    orient_prior = _to_right(as_tensor(prior.global_orient), right, mirror_axis_angle)
+    pose_prior = _to_right(as_tensor(prior.hand_pose), right, mirror_axis_angle)
+    betas = sized_betas(model, as_tensor(prior.betas), config.hand_length)
 
     track, frame = seen.nonzero(as_tuple=True)
     orient, pose = orient_prior.clone(), pose_prior.clone()
     transl = torch.zeros(*orient.shape[:2], 3, dtype=dtype, device=device)
     if track.numel():
+        depth_target = None
+        if lifted_depth is not None:
+            depth_target = _smooth_depth(lifted_depth, seen, config.depth_smooth_seconds * fps)[track, frame]
         solved = _solve(model, normalised[track, frame], track, orient_prior[track, frame], pose_prior[track, frame],
-                        betas, frame, seen, fps, config, as_tensor(offsets))
+                        betas, frame, seen, fps, config, as_tensor(offsets), depth_target)
         orient[track, frame], pose[track, frame], transl[track, frame] = solved
     with torch.no_grad():
         orient, pose, transl = (fill_rotations(orient, seen), fill_rotations(pose, seen), fill_linear(transl, seen))
@@ -136,6 +156,37 @@ def _fit(model, world_landmarks, keypoints2d, valid, is_right, K, fps, config, d
                           as_np(lateral), as_np(reprojection))
 
 
+def _articulation_targets(world_landmarks, normalised, seen, right, offsets, config: ImageFitConfig):
+    """What the priors are fitted to: (points (H, T, 21, 3) metres, hand-centred, camera axes, each track's
+    own handedness; the landmark offsets (21, 3) to fit them with, None when they are the model's own
+    keypoints; the lifter's mean joint depth (H, T) metres, None without the lifter).
+
+    lifter_share 0: MediaPipe's world landmarks (the detector's landmark convention: fitted with the offsets);
+    1: the learned lifter (handcli.fitting.lifter) applied to the 2D keypoints and the world landmarks, in the
+    model's convention and scaled to the configured hand length; between: a blend of the two shapes at that
+    length."""
+    share = float(config.lifter_share)
+    landmark_offsets = offsets if config.prior_offsets else None
+    if share <= 0.0:
+        return world_landmarks, landmark_offsets, None
+    from handcli.fitting.lifter import load_lifter
+
+    world_right = _to_right(torch.as_tensor(np.asarray(world_landmarks), dtype=normalised.dtype,
+                                            device=normalised.device), right, mirror_points)
+    lifter = load_lifter(config.lifter_weights)
+    lifted, depth = lifter.lift(torch.nan_to_num(normalised), torch.nan_to_num(world_right))
+    lifted = _to_right(lifted, right, mirror_points).cpu().numpy().astype(np.float64) * config.hand_length
+    unseen = ~seen.cpu().numpy()
+    lifted[unseen] = np.nan
+    depth = depth * config.hand_length
+    if share >= 1.0:
+        return lifted, None, depth
+    landmarks = np.asarray(world_landmarks, np.float64)
+    landmarks = (landmarks - landmarks[..., :1, :]) * (config.hand_length / hand_length(landmarks))[..., None, None]
+    blended = share * lifted + (1.0 - share) * landmarks
+    return blended, None if landmark_offsets is None else (1.0 - share) * landmark_offsets, depth
+
+
 def _to_right(values: torch.Tensor, right: torch.Tensor, mirror) -> torch.Tensor:
     """Mirror the tracks that are not right hands: values (H, ...)."""
     return torch.where(right.reshape(-1, *[1] * (values.dim() - 1)), values, mirror(values))
@@ -154,10 +205,11 @@ def sized_betas(model, betas: torch.Tensor, length: float, steps: int = 3) -> to
     return betas
 
 
-def _solve(model, normalised, track, orient_prior, pose_prior, betas, frame, seen, fps, config, offsets):
+def _solve(model, normalised, track, orient_prior, pose_prior, betas, frame, seen, fps, config, offsets,
+           depth_target=None):
     """LM over the N seen frames: normalised (N, 21, 2) image coordinates, track/frame (N,) long, priors
-    (N, 3) / (N, 15, 3), betas (H, nb), landmark offsets (21, 3) metres canonical. Returns orient (N, 3),
-    pose (N, 15, 3), transl (N, 3)."""
+    (N, 3) / (N, 15, 3), betas (H, nb), landmark offsets (21, 3) metres canonical, depth_target (N,) metres
+    (the lifter's mean keypoint depth) or None. Returns orient (N, 3), pose (N, 15, 3), transl (N, 3)."""
     dtype, device = normalised.dtype, normalised.device
     zero = torch.zeros(1, model.num_betas, dtype=dtype, device=device)
     frames_axes = anatomical_frames(model.rest_joints21(zero)[0])
@@ -169,7 +221,7 @@ def _solve(model, normalised, track, orient_prior, pose_prior, betas, frame, see
                               torch.zeros(normalised.shape[:2], dtype=dtype, device=device), track, frames_axes,
                               lower, upper, LIMIT_WEIGHT, 0.0, betas.shape[0],
                               landmark_offsets=offsets[[MANO21_TO_CANONICAL.index(k) for k in range(21)]][None])
-    problem = ImageProblem(kinematics, normalised, orient_prior, pose_prior, config)
+    problem = ImageProblem(kinematics, normalised, orient_prior, pose_prior, config, depth_target)
     with torch.no_grad():
         rest = model.keypoints(orient_prior, pose_prior, betas[track], torch.zeros_like(orient_prior), True)
     transl = _initial_translation(rest, normalised)
@@ -199,8 +251,10 @@ class ImageProblem:
     The kinematic Jacobian (d keypoints / d rotation increments and translation) and the joint limits come
     from a FrameProblem over the same frames; this class adds the image, prior and temporal residuals."""
 
-    def __init__(self, kinematics: FrameProblem, normalised, orient_prior, pose_prior, config: ImageFitConfig):
+    def __init__(self, kinematics: FrameProblem, normalised, orient_prior, pose_prior, config: ImageFitConfig,
+                 depth_target=None):
         self.kinematics = kinematics
+        self.depth_target = depth_target  # (N,) metres or None: the lifter's mean keypoint depth
         self.normalised = normalised  # (N, 21, 2) canonical order
         self.config = config
         self.prior_rotations = axis_angle_to_matrix(torch.cat([orient_prior[:, None], pose_prior], 1))
@@ -244,6 +298,12 @@ class ImageProblem:
         image = (canonical[..., :2] / z - self.normalised) * (self.depth[:, None, None] * MM)
         return image, limit_residual, predicted, landmarks, world, pose
 
+    def _depth_residual(self, landmarks):
+        """(N,) mm: the keypoints' mean depth against the lifter's (zeros without one)."""
+        if self.depth_target is None:
+            return landmarks.new_zeros(landmarks.shape[0])
+        return (landmarks[..., 2].mean(-1) - self.depth_target) * MM
+
     def _prior_residuals(self, rotations, transl):
         """Rotation priors as (N, 16, 3) log-map residuals (radians, unweighted) and translation (N, 3) mm."""
         prior = matrix_to_axis_angle(self.prior_rotations.transpose(-1, -2) @ rotations)
@@ -257,10 +317,11 @@ class ImageProblem:
         return weights
 
     def objective(self, rotations, transl, shape) -> torch.Tensor:
-        image, limit_residual = self._image_residual(rotations, transl, shape)[:2]
+        image, limit_residual, _, landmarks = self._image_residual(rotations, transl, shape)[:4]
         prior, smooth, transl_offset = self._prior_residuals(rotations, transl)
         weights = self._prior_weights(image.dtype, image.device)
         total = ((image.square().sum(-1) * self.weight).sum() + limit_residual.square().sum()
+                 + self.config.depth_weight * self._depth_residual(landmarks).square().sum()
                  + (prior.square().sum(-1) * weights).sum()
                  + self.temporal * self.config.orient_smooth_weight * smooth.square().sum()
                  + self.temporal * self.config.transl_smooth_weight * transl_offset.square().sum())
@@ -291,6 +352,12 @@ class ImageProblem:
             a, g = kin._add_limits(a, g, pose[chunk], limit_residual[chunk])
             a, g = self._add_rotation_prior(a, g, prior[chunk], weights, rotations.dtype)
             a, g = self._add_smoothness(a, g, smooth[chunk], transl_offset[chunk])
+            if self.depth_target is not None and self.config.depth_weight > 0:
+                # one row: the mean keypoint depth towards the lifter's (jac3d is d mm / d variable)
+                jac_depth = jac3d[:, :, 2].mean(1) * self.config.depth_weight ** 0.5  # (n, 51)
+                residual_depth = self._depth_residual(landmarks[chunk]) * self.config.depth_weight ** 0.5
+                a = a + jac_depth[:, :, None] * jac_depth[:, None, :]
+                g = g + jac_depth * residual_depth[:, None]
             diagonal = torch.diagonal(a, dim1=1, dim2=2)
             a = a + torch.diag_embed(damping * diagonal + 1e-6)
             steps.append(-torch.linalg.solve(a, g[..., None])[..., 0])
@@ -328,6 +395,22 @@ class ImageProblem:
 
     def apply(self, rotations, transl, shape, frame_step, shape_step):
         return self.kinematics.apply(rotations, transl, shape, frame_step, shape_step)
+
+
+def _smooth_depth(depth: torch.Tensor, seen: torch.Tensor, sigma_frames: float) -> torch.Tensor:
+    """The lifter's per-frame depth (H, T) smoothed over each track's seen frames in log space (normalised
+    Gaussian convolution: unseen frames weigh nothing). Why: the per-frame value is noisy (~3 % at random),
+    while the depth it corrects moves slowly (docs/results.md, lag-1 autocorrelation 0.9)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    if sigma_frames <= 0:
+        return depth
+    mask = seen.cpu().numpy().astype(np.float64)
+    values = np.log(np.clip(np.nan_to_num(depth.cpu().numpy().astype(np.float64), nan=1.0), 1e-3, None)) * mask
+    smoothed = gaussian_filter1d(values, sigma_frames, axis=1, mode="constant")
+    weight = gaussian_filter1d(mask, sigma_frames, axis=1, mode="constant")
+    out = np.where(weight > 1e-6, np.exp(smoothed / np.maximum(weight, 1e-6)), depth.cpu().numpy())
+    return torch.as_tensor(out, dtype=depth.dtype, device=depth.device)
 
 
 def _smooth_targets(orient, transl, track, frame, shape, sigma_frames):

@@ -31,6 +31,11 @@ class EstimateConfig:
     # fit to the 2D keypoints when the input has them (False: the 3D fit to the lifted world landmarks, the
     # pre-#12 estimate, kept as the benchmark's baseline)
     image_fit: bool = True
+    # the image fit's articulation prior: 0 MediaPipe's world landmarks, 1 the learned 2D -> 3D lifter
+    # (handcli.fitting.lifter), between: a blend
+    lifter_share: float = 1.0
+    lifter_depth_weight: float = 0.1  # weight of the lifter's depth in the image fit (ImageFitConfig.depth_weight)
+    lifter_depth_seconds: float = 0.1  # its smoothing over time (ImageFitConfig.depth_smooth_seconds)
 
 
 def can_fit_image(artifact: Artifact) -> bool:
@@ -55,10 +60,13 @@ def estimate(artifact: Artifact, config: EstimateConfig) -> Artifact:
     started = time.perf_counter()
     method = "image" if config.image_fit and can_fit_image(artifact) else "keypoints3d"
     if method == "image":
-        from handcli.fitting.image import fit_to_image
+        from handcli.fitting.image import ImageFitConfig, fit_to_image
 
         fit = fit_to_image(model, artifact.world_landmarks, artifact.keypoints2d, artifact.valid, artifact.is_right,
-                           artifact.K, artifact.fps, device=str(device))
+                           artifact.K, artifact.fps, ImageFitConfig(
+                               lifter_share=config.lifter_share, depth_weight=config.lifter_depth_weight,
+                               depth_smooth_seconds=config.lifter_depth_seconds),
+                           device=str(device))
     else:
         fit = fit_keypoints(model, artifact.keypoints3d, artifact.valid, artifact.is_right,
                             iterations=config.iterations, device=str(device))

@@ -94,8 +94,10 @@ def run_video(video: Path, work_dir: Path, config: RunConfig, *, progress: Stage
             return detected, records
 
         detect_key = key
+        from handcli.fitting.lifter import WEIGHTS as LIFTER_WEIGHTS  # here: the module imports torch
+
         key = stage_key("estimate", key, _config_dict(config.estimate),
-                        weights_digests({"landmark_offsets": OFFSETS_PATH,
+                        weights_digests({"landmark_offsets": OFFSETS_PATH, "lifter": LIFTER_WEIGHTS,
                                          **hand_model_files(config.estimate.hand_model, config.estimate.mano_dir)}))
         estimated, path, hit = work.cached("estimate", key, lambda: _made_from(
                                                estimate(detected, config.estimate), detected, "detect", detect_key),
