@@ -65,7 +65,7 @@ class ImageFitConfig:
     lifter_weights: str | None = None  # None: weights/lifter.pt
     depth_weight: float = 0.1  # ~ (3 mm / 10 mm)^2: the lifter's depth, smoothed (about 3 % at 0.35 m)
     depth_smooth_seconds: float = 0.1  # Gaussian width over which the lifter's depth is averaged
-    lifter_proportions: bool = True  # the hand's proportions from the lifter too (False: from the world landmarks)
+    lifter_proportions: bool = False  # the hand's proportions from the lifter too (False: from the world landmarks)
     orient_weight: float = 60.0  # ~ (3 mm / 0.4 rad)^2: MediaPipe's own rotation, only a tie-breaker
     robust_scale_mm: float = 10.0  # Cauchy scale of the reprojection offset
     smooth_seconds: float = 0.07  # Gaussian width of the temporal targets
