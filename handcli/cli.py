@@ -44,6 +44,19 @@ _SEED = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Random seed (0 to 
 _IMAGE_FIT = typer.Option(True, "--image-fit/--no-image-fit", help="Fit the hand model to the 2D keypoints "
                           "through the camera (default, when the input has them); --no-image-fit: fit the "
                           "lifted 3D keypoints instead.")
+_PRIOR = typer.Option("lifter", "--prior", help="The image fit's articulation prior: lifter (default: the "
+                      "learned lifter of MediaPipe's 2D keypoints and world landmarks) or landmarks (MediaPipe's "
+                      "world landmarks alone; docs/hand_models.md).")
+
+
+def _lifter_share(prior: str) -> float:
+    """--prior -> EstimateConfig.lifter_share."""
+    from handcli.errors import BadInput
+
+    shares = {"lifter": 1.0, "landmarks": 0.0}
+    if prior not in shares:
+        raise BadInput(f"--prior {prior!r}: expected one of {', '.join(shares)}")
+    return shares[prior]
 
 
 def _print_version(value: bool) -> None:
@@ -190,6 +203,7 @@ def run(
     mano_dir: Optional[Path] = _MANO_DIR,
     seed: int = _SEED,
     image_fit: bool = _IMAGE_FIT,
+    prior: str = _PRIOR,
     fps: Optional[float] = _FPS,
     with_variance: bool = typer.Option(True, "--variance/--no-variance", help="Also the variance maps "
                                        "(var_joints, ...; default) or stop after refine."),
@@ -206,7 +220,7 @@ def run(
 
         _check_output_path(out)
         config = _run_config(focal=focal, fov=fov, fps=fps, workers=workers, hand_model=hand_model,
-                             mano_dir=mano_dir, device=device, image_fit=image_fit, seed=seed,
+                             mano_dir=mano_dir, device=device, image_fit=image_fit, prior=prior, seed=seed,
                              with_variance=with_variance, render=render, skeleton=skeleton, force=force)
         cache = work_dir or (out.parent / ".handcli-cache")
         with _stage_progress() as tick:
@@ -240,6 +254,7 @@ def batch(
     mano_dir: Optional[Path] = _MANO_DIR,
     seed: int = _SEED,
     image_fit: bool = _IMAGE_FIT,
+    prior: str = _PRIOR,
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Stage cache shared by the videos "
                                             "(default: DIR/.handcli-cache, a folder per video)."),
     verbose: bool = _VERBOSE,
@@ -257,7 +272,8 @@ def batch(
         config = BatchConfig(out_dir=out_dir, engine=engine, jobs=jobs, address=address, work_dir=work_dir,
                              run=_run_config(focal=focal, fov=fov, fps=fps, workers=detect_workers,
                                              hand_model=hand_model, mano_dir=mano_dir, device=device,
-                                             image_fit=image_fit, seed=seed, with_variance=with_variance,
+                                             image_fit=image_fit, prior=prior, seed=seed,
+                                             with_variance=with_variance,
                                              render=out_dir / "overlay.mp4" if render else None,
                                              skeleton=False, force=None))
         with _stage_progress() as tick:
@@ -275,8 +291,8 @@ def batch(
     _guarded(action, verbose)
 
 
-def _run_config(*, focal, fov, fps, workers, hand_model, mano_dir, device, image_fit, seed, with_variance, render,
-                skeleton, force):
+def _run_config(*, focal, fov, fps, workers, hand_model, mano_dir, device, image_fit, prior, seed, with_variance,
+                render, skeleton, force):
     """The RunConfig of `run` (and of each video of `batch`) from the command's options."""
     from handcli.stages.detect import DetectConfig
     from handcli.stages.estimate import EstimateConfig
@@ -287,7 +303,8 @@ def _run_config(*, focal, fov, fps, workers, hand_model, mano_dir, device, image
 
     return RunConfig(
         detect=DetectConfig(focal=focal, fov=fov, min_frames=2, fps=fps, workers=workers),
-        estimate=EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit),
+        estimate=EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit,
+                                lifter_share=_lifter_share(prior)),
         refine=RefineConfig(device=device, seed=seed, hand_model=hand_model, mano_dir=mano_dir),
         # the chain runs one stage at a time, so the variance stage may use both cores of a small machine
         variance=VarianceConfig(threads=min(2, os.cpu_count() or 1)) if with_variance else None,
@@ -332,6 +349,7 @@ def estimate(
     mano_dir: Optional[Path] = _MANO_DIR,
     device: str = _DEVICE,
     image_fit: bool = _IMAGE_FIT,
+    prior: str = _PRIOR,
     verbose: bool = _VERBOSE,
 ) -> None:
     """Fit the hand model per frame (pose, orientation, translation; one shape per track)."""
@@ -340,7 +358,8 @@ def estimate(
         from handcli.stages import estimate as stage
 
         _check_output_path(out)
-        config = stage.EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit)
+        config = stage.EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit,
+                                      lifter_share=_lifter_share(prior))
         _write_stage_result(stage.estimate_file(input, config), out, "estimate")
 
     _guarded(action, verbose)

@@ -207,8 +207,9 @@ def test_estimate_stage_fits_the_image_of_the_bundled_sample(tmp_path):
 
 
 def test_cli_estimate_fits_the_image_or_the_keypoints_as_asked(model, tmp_path):
-    """`handcli estimate` on detect-like input: the image fit by default, the 3D fit with --no-image-fit and
-    for inputs without 2D; bad input stays exit 2 with one line."""
+    """`handcli estimate` on detect-like input: the image fit by default (the lifter prior, or the world
+    landmarks with --prior landmarks), the 3D fit with --no-image-fit and for inputs without 2D; bad input
+    stays exit 2 with one line."""
     from typer.testing import CliRunner
 
     from handcli.artifacts import Artifact, load_artifact, save_artifact
@@ -223,13 +224,19 @@ def test_cli_estimate_fits_the_image_or_the_keypoints_as_asked(model, tmp_path):
     source = save_artifact(detected, tmp_path / "detect.npz")
     bare = save_artifact(detected.replace(keypoints2d=None, world_landmarks=None), tmp_path / "bare.npz")
     runner = CliRunner()
-    for name, options, fit in (("image", [], "image"), ("lifted", ["--no-image-fit"], "keypoints3d"),
-                               ("bare", [], "keypoints3d")):
+    for name, options, fit, share in (("image", [], "image", 1.0),
+                                      ("landmarks", ["--prior", "landmarks"], "image", 0.0),
+                                      ("lifted", ["--no-image-fit"], "keypoints3d", 1.0),
+                                      ("bare", [], "keypoints3d", 1.0)):
         out = tmp_path / f"{name}_out.npz"
         result = runner.invoke(app, ["estimate", "--input", str(bare if name == "bare" else source), "--out",
                                      str(out), *options])
         assert result.exit_code == 0, result.output
-        assert load_artifact(out).meta["fit"] == fit
-    result = runner.invoke(app, ["estimate", "--input", str(tmp_path / "missing.npz"), "--out",
-                                 str(tmp_path / "x.npz")])
-    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+        meta = load_artifact(out).meta
+        assert meta["fit"] == fit and meta["config"]["lifter_share"] == share
+    fits = [load_artifact(tmp_path / f"{name}_out.npz").keypoints3d for name in ("image", "landmarks")]
+    assert not np.allclose(fits[0], fits[1])  # the two priors are two different fits
+    for options in (["--input", str(tmp_path / "missing.npz")], ["--input", str(source), "--prior", "mediapipe"]):
+        result = runner.invoke(app, ["estimate", *options, "--out", str(tmp_path / "x.npz")])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "x.npz").exists()
