@@ -14,7 +14,8 @@ Levenberg-Marquardt structure as the 3D fit, handcli.fitting.solver):
   * articulation prior: each joint's rotation relative to the fit of the learned lifter's 3D joints
     (handcli.fitting.lifter: MediaPipe's 2D keypoints and world landmarks -> the articulation, which the 2D
     keypoints alone cannot tell along the ray), or of the world landmarks themselves (lifter_share 0);
-  * orientation prior: towards that fit's orientation, weak (settles flat-hand ambiguities);
+  * orientation prior: towards that fit's orientation, strong with the lifter, a weak tie-breaker with the
+    world landmarks;
   * depth prior: the keypoints' mean depth towards the lifter's, smoothed over time (the lifter's joints
     average what the image cannot tell apart into a flatter hand, which alone would be placed too far);
   * joint limits (the fitter's hinge prior, handcli.fitting.limits);
@@ -25,7 +26,7 @@ Left hands are mirrored to right hands (x -> -x, so u -> 2 cx - u) and back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -66,7 +67,11 @@ class ImageFitConfig:
     depth_weight: float = 0.1  # ~ (3 mm / 10 mm)^2: the lifter's depth, smoothed (about 3 % at 0.35 m)
     depth_smooth_seconds: float = 0.1  # Gaussian width over which the lifter's depth is averaged
     lifter_proportions: bool = False  # the hand's proportions from the lifter too (False: from the world landmarks)
-    orient_weight: float = 60.0  # ~ (3 mm / 0.4 rad)^2: MediaPipe's own rotation, only a tie-breaker
+    # ~ (3 mm / 0.04 rad)^2: the prior's orientation (the lifter's) is trusted; with MediaPipe's world landmarks
+    # it was only a tie-breaker (60). Tuning split, 36 clips, root-relative / rotation: 60 -> 33.1 mm / 12.1 deg,
+    # 300 -> 31.8 / 11.3, 1500 -> 27.9 / 9.4, 5000 -> 25.3 / 8.1, 20000 -> 24.6 / 8.0 (MPJPE 61.7 -> 64.0 mm)
+    orient_weight: float = 5000.0
+    landmark_orient_weight: float = 60.0  # the orientation prior's weight when the prior is the world landmarks
     robust_scale_mm: float = 10.0  # Cauchy scale of the reprojection offset
     smooth_seconds: float = 0.07  # Gaussian width of the temporal targets
     transl_smooth_weight: float = 0.3  # ~ (3 mm / 5.5 mm)^2 per translation axis
@@ -96,6 +101,8 @@ def fit_to_image(model, world_landmarks, keypoints2d, valid, is_right, K, fps: f
 
 
 def _fit(model, world_landmarks, keypoints2d, valid, is_right, K, fps, config, device) -> ImageFitResult:
+    if config.lifter_share <= 0:  # MediaPipe's own rotation is 24 degrees off (median): only a tie-breaker
+        config = replace(config, orient_weight=config.landmark_orient_weight)
     valid = np.asarray(valid, bool)
     is_right = np.asarray(is_right, bool)
     offsets = load_offsets(config.landmark_offsets) * config.hand_length  # (21, 3) metres, canonical
