@@ -405,26 +405,30 @@ class ImageProblem:
 
 
 def _smooth_depth(depth: torch.Tensor, seen: torch.Tensor, sigma_frames: float) -> torch.Tensor:
-    """The lifter's per-frame depth (H, T) smoothed over each track's seen frames in log space (normalised
-    Gaussian convolution: unseen frames weigh nothing). Why: the per-frame value is noisy (~3 % at random),
-    while the depth it corrects moves slowly (docs/results.md, lag-1 autocorrelation 0.9)."""
-    from scipy.ndimage import gaussian_filter1d
-
+    """The lifter's per-frame depth (H, T) smoothed over each track's seen frames in log space. Why: the
+    per-frame value is noisy (~3 % at random), while the depth it corrects moves slowly (docs/results.md,
+    lag-1 autocorrelation 0.9)."""
     if sigma_frames <= 0:
         return depth
-    mask = seen.cpu().numpy().astype(np.float64)
-    values = np.log(np.clip(np.nan_to_num(depth.cpu().numpy().astype(np.float64), nan=1.0), 1e-3, None)) * mask
-    smoothed = gaussian_filter1d(values, sigma_frames, axis=1, mode="constant")
+    log_depth = np.log(np.clip(np.nan_to_num(depth.cpu().numpy().astype(np.float64), nan=1.0), 1e-3, None))
+    smoothed = _masked_gaussian(log_depth, seen.cpu().numpy().astype(np.float64), sigma_frames)
+    return torch.as_tensor(np.exp(smoothed), dtype=depth.dtype, device=depth.device)
+
+
+def _masked_gaussian(values: np.ndarray, mask: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """values (H, T, ...) averaged over time (axis 1) with a Gaussian of `sigma_frames`, counting only the
+    frames where mask (H, T, ...; broadcast against values) is 1: a normalised convolution, so gaps and the
+    track's ends weigh nothing. Frames with no weight near them keep their value."""
+    from scipy.ndimage import gaussian_filter1d
+
+    smoothed = gaussian_filter1d(values * mask, sigma_frames, axis=1, mode="constant")
     weight = gaussian_filter1d(mask, sigma_frames, axis=1, mode="constant")
-    out = np.where(weight > 1e-6, np.exp(smoothed / np.maximum(weight, 1e-6)), depth.cpu().numpy())
-    return torch.as_tensor(out, dtype=depth.dtype, device=depth.device)
+    return np.where(weight > 1e-6, smoothed / np.maximum(weight, 1e-6), values)
 
 
 def _smooth_targets(orient, transl, track, frame, shape, sigma_frames):
     """Gaussian-smoothed translation (N, 3) and orientation matrices (N, 3, 3) of the N solved frames, per
     track over time (normalised convolution: gaps and ends weigh nothing)."""
-    from scipy.ndimage import gaussian_filter1d
-
     num_tracks, num_frames = shape
     quat = matrix_to_quaternion(axis_angle_to_matrix(orient)).cpu().numpy().astype(np.float64)
     values = np.zeros((num_tracks, num_frames, 7))
@@ -440,9 +444,7 @@ def _smooth_targets(orient, transl, track, frame, shape, sigma_frames):
         q[1:] *= flips[:, None]
         values[h, rows, 3:] = q
     if sigma_frames > 0:
-        smoothed = gaussian_filter1d(values * mask, sigma_frames, axis=1, mode="constant")
-        weight = gaussian_filter1d(mask, sigma_frames, axis=1, mode="constant")
-        values = np.where(weight > 1e-6, smoothed / np.maximum(weight, 1e-6), values)
+        values = _masked_gaussian(values, mask, sigma_frames)
     picked = values[track_np, frame_np]
     q = picked[:, 3:] / np.linalg.norm(picked[:, 3:], axis=-1, keepdims=True)
     transl_target = torch.as_tensor(picked[:, :3], dtype=transl.dtype, device=transl.device)
