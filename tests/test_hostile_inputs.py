@@ -355,21 +355,29 @@ def test_work_dir_is_a_file(tmp_path, small_input, layout):
     assert blocker.read_text() == "x"
 
 
-def test_full_disk_real(tiny_disk):
-    """A 256 KiB file system and a 1.3 MB artifact: one-line BadInput, nothing left, no finaliser traceback."""
+def assert_full_disk_save_fails_cleanly(frames: int, folder: Path) -> None:
+    """Saving an artifact of `frames` frames into `folder` (a full disk) raises one BadInput naming the full
+    disk, leaves nothing behind, and no finaliser raises afterwards (an unraisable exception is what printed
+    ZipFile.__del__'s traceback)."""
     import gc
 
-    artifact = Artifact(keypoints3d=random_keypoints(1, 5000), valid=np.ones((1, 5000), bool), is_right=np.ones(1, bool))
+    artifact = Artifact(keypoints3d=random_keypoints(1, frames), valid=np.ones((1, frames), bool),
+                        is_right=np.ones(1, bool))
     unraisable = []
     previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
     try:
         with pytest.raises(BadInput, match="no space left"):
-            save_artifact(artifact, tiny_disk / "out.npz")
+            save_artifact(artifact, folder / "out.npz")
         gc.collect()
     finally:
         sys.unraisablehook = previous
     assert not unraisable, unraisable
-    assert list(tiny_disk.iterdir()) == []
+    assert list(folder.iterdir()) == []
+
+
+def test_full_disk_real(tiny_disk):
+    """A 256 KiB file system and a 1.3 MB artifact: one-line BadInput, nothing left, no finaliser traceback."""
+    assert_full_disk_save_fails_cleanly(5000, tiny_disk)
 
 
 def test_full_disk_through_the_cli(tiny_disk, tmp_path):
@@ -411,22 +419,10 @@ class _FullDisk:
 
 @pytest.mark.parametrize("room", [0, 100, 5000, 60_000])
 def test_full_disk_simulated(tmp_path, monkeypatch, room):
-    import gc
-
     from handcli import artifacts
 
     monkeypatch.setattr(artifacts, "_open_new", lambda path: _FullDisk(path, room))
-    artifact = Artifact(keypoints3d=random_keypoints(1, 500), valid=np.ones((1, 500), bool), is_right=np.ones(1, bool))
-    unraisable = []
-    previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
-    try:
-        with pytest.raises(BadInput, match="no space left"):
-            save_artifact(artifact, tmp_path / "out.npz")
-        gc.collect()
-    finally:
-        sys.unraisablehook = previous
-    assert not unraisable
-    assert list(tmp_path.iterdir()) == []
+    assert_full_disk_save_fails_cleanly(500, tmp_path)
 
 
 # ---------------------------------------------------------------------- 6. exit 3 where the input is at fault
