@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from handcli.artifacts import load_artifact  # noqa: E402
-from handcli.datagen.motion import sample_motion  # noqa: E402
+from handcli.datagen.motion import default_hand_model, sample_motion  # noqa: E402
 from handcli.fitting.lifter import save_lifter  # noqa: E402
 from handcli.handmodels.size import hand_length  # noqa: E402
 from handcli.training.lifter import (  # noqa: E402
@@ -32,18 +32,28 @@ from handcli.training.lifter import (  # noqa: E402
     world_error_bank,
 )
 from handcli.videobench import fpha, scoring  # noqa: E402
+from handcli.videobench.hand import fit_open_hand, pose_hand, realistic_shape  # noqa: E402
 
 FPHA_ROOT = REPO.parent / "shared" / "data" / "mocap" / "fpha"
 MAX_RESIDUAL = 0.5  # hand lengths: a frame whose median error is larger is a detection of something else
 
 
 def load_motion(subjects, every: int) -> tuple[np.ndarray, np.ndarray]:
-    """Valid frames of the subjects' sequences (every `every`-th frame): (train (N, 21, 3), val (M, 21, 3));
-    every tenth sequence is validation."""
+    """Valid frames of the subjects' sequences (every `every`-th frame) as the open hand's skin-convention
+    keypoints: (train (N, 21, 3), val (M, 21, 3)); every tenth sequence is validation.
+
+    Each sequence is the open hand fitted to the mocap joints, then posed with joint_placement 0, as the
+    video benchmark renders it (videobench.hand): the lifter then learns where MANO and MediaPipe put a
+    real hand's keypoints, not FPHA's anatomical joint centres (wrist 12 % of the hand length nearer the
+    knuckles, thumb base at the wrist)."""
+    model = default_hand_model()
     train, val = [], []
     for i, path in enumerate(fpha.list_sequences(FPHA_ROOT, subjects)):
         points, valid = fpha.read_skeleton(path)
-        (val if i % 10 == 0 else train).append(points[valid][::every])
+        if valid.sum() < 2:
+            continue
+        hand = pose_hand(model, realistic_shape(model, fit_open_hand(model, points, valid)))
+        (val if i % 10 == 0 else train).append(hand.keypoints[valid][::every])
     return np.concatenate(train), np.concatenate(val)
 
 
@@ -63,11 +73,7 @@ def tuning_frames(work: Path, tag: str) -> dict[str, np.ndarray]:
         detected = load_artifact(detect_path)
         if detected.num_tracks == 0:
             continue
-        track_of = np.full(len(truth), -1)
-        for h in range(detected.num_tracks):
-            _, covered = vs.pick_track(detected.keypoints3d[h:h + 1].astype(np.float64), detected.valid[h:h + 1],
-                                       truth, K)
-            track_of[covered & (track_of < 0)] = h
+        _, _, track_of = scoring.picked_tracks(vs, detected, truth, K)  # the track videoscore scores
         frames = np.flatnonzero((track_of >= 0) & np.isfinite(truth).all((1, 2)))
         if not len(frames):
             continue
@@ -85,7 +91,7 @@ def gesture_frames(count: int, seed: int) -> np.ndarray:
     """(count, 21, 3) frames of the synthetic motion generator (handcli.datagen: counting, pinching, waving,
     grasps), so the prior also knows gestures FPHA's kitchen actions do not show."""
     windows = max(1, count // 16)
-    motion = sample_motion(windows, 64, np.random.default_rng(seed))
+    motion = sample_motion(windows, 64, np.random.default_rng(seed), joint_placement=(0.0, 0.0))
     return motion.keypoints3d[:, ::4].reshape(-1, 21, 3)[:count].astype(np.float64)
 
 

@@ -87,11 +87,13 @@ def test_refine_infills_short_gaps_and_leaves_long_ones_unobserved():
     from tests.conftest import random_keypoints
 
     valid = np.ones((1, 120), bool)
-    valid[0, 20:30] = False  # 0.33 s: infilled
+    valid[0, 20:25] = False  # 0.17 s: infilled
+    valid[0, 40:50] = False  # 0.33 s: past max_infill_seconds (0.2 s), not trusted
     valid[0, 60:100] = False  # 1.3 s: a linked hand's absence, not trusted
     artifact = Artifact(keypoints3d=random_keypoints(1, 120), valid=valid, is_right=np.ones(1, bool), fps=30.0)
     refined = refine(artifact, RefineConfig(device="cpu"))
-    assert refined.valid[0, 20:30].all() and not refined.observed[0, 20:30].any()
+    assert refined.valid[0, 20:25].all() and not refined.observed[0, 20:25].any()
+    assert not refined.valid[0, 40:50].any() and refined.valid[0, 50:60].all()
     assert not refined.valid[0, 60:100].any() and refined.valid[0, 100:].all()
     assert np.isfinite(refined.keypoints3d).all()
 

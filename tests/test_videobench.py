@@ -60,6 +60,31 @@ def test_scale_hits_the_sampled_hand_length(posed):
         assert np.allclose(ratio, factor)
 
 
+def test_realistic_shape_takes_the_skin_convention_and_keeps_the_motion(model):
+    """A fit to mocap joints lands near joint_placement 1 with, on noisy mocap, shapes far past any real hand:
+    the rendered hand gets joint_placement 0 and shapes within SHAPE_LIMIT, the joint angles untouched."""
+    names = list(model.shape_names)
+    placement = names.index("joint_placement")
+    betas = np.zeros(model.num_betas, np.float32)
+    betas[placement], betas[names.index("pinky_length")], betas[names.index("size")] = 0.98, 6.3, -4.0
+    motion = open_close_motion(FRAMES, 30.0, seed=3)
+    fitted = {**motion, "betas": betas}
+    real = hand.realistic_shape(model, fitted)
+    assert real["betas"][placement] == 0.0
+    assert real["betas"][names.index("pinky_length")] == hand.SHAPE_LIMIT
+    assert real["betas"][names.index("size")] == -hand.SHAPE_LIMIT
+    assert fitted["betas"][placement] == np.float32(0.98)  # the input is not modified
+    for key in ("global_orient", "hand_pose", "transl"):
+        assert np.array_equal(real[key], fitted[key])
+    # the skin convention puts the thumb base further from the wrist than the mocap convention (44 vs 33 mm
+    # at rest, docs/hand_models.md)
+    thumb_base = lambda params: np.linalg.norm(
+        hand.pose_hand(model, params).keypoints[:, 1] - hand.pose_hand(model, params).keypoints[:, 0], axis=-1)
+    mocap = {**fitted, "betas": np.where(np.arange(model.num_betas) == placement, 1.0, 0.0)}
+    skin = hand.realistic_shape(model, mocap)
+    assert (thumb_base(skin) > thumb_base(mocap) + 0.005).all()
+
+
 @pytest.mark.parametrize("situation", SITUATIONS)
 def test_camera_keeps_the_hand_in_frame_and_in_range(posed, situation):
     rng = np.random.default_rng(1)

@@ -60,13 +60,17 @@ def default_hand_model():
     return load_hand_model("open")
 
 
-def sample_betas(batch_size: int, hand_model, rng: np.random.Generator) -> np.ndarray:
+JOINT_PLACEMENT_RANGE = (-0.1, 1.1)
+
+
+def sample_betas(batch_size: int, hand_model, rng: np.random.Generator,
+                 joint_placement: tuple[float, float] = JOINT_PLACEMENT_RANGE) -> np.ndarray:
     """(B, nb) shapes: N(0, 1) per direction clipped to +-2.5; the open hand's `joint_placement` (0 = skin
-    landmarks as MediaPipe/MANO place them, 1 = mocap joint centres) uniform over [-0.1, 1.1]."""
+    landmarks as MediaPipe/MANO place them, 1 = mocap joint centres) uniform over `joint_placement`."""
     betas = np.clip(rng.normal(0, 1, (batch_size, hand_model.num_betas)), -2.5, 2.5)
     names = list(getattr(hand_model, "shape_names", []))
     if "joint_placement" in names:
-        betas[:, names.index("joint_placement")] = rng.uniform(-0.1, 1.1, batch_size)
+        betas[:, names.index("joint_placement")] = rng.uniform(*joint_placement, batch_size)
     return betas
 
 
@@ -111,11 +115,12 @@ def pose_keypoints(rest_joints21: np.ndarray, rotations: np.ndarray, transl: np.
 
 
 def sample_motion(batch_size: int, num_frames: int, rng: np.random.Generator, hand_model=None,
-                  fps: float = 30.0) -> SyntheticMotion:
+                  fps: float = 30.0, joint_placement: tuple[float, float] = JOINT_PLACEMENT_RANGE) -> SyntheticMotion:
     """Sample B windows of T frames of clean right-hand motion (see module docstring and docs/data.md).
 
     hand_model: anything with `rest_joints21(betas (B, nb)) -> (B, 21, 3)` (MANO21 order, MANO's rest frame)
-    and `num_betas`; None = the open hand.
+    and `num_betas`; None = the open hand. joint_placement: the range of the open hand's keypoint convention
+    (sample_betas); (0, 0) gives skin-convention keypoints only.
     """
     hand_model = default_hand_model() if hand_model is None else hand_model
     frames = poses.model_frames(hand_model)
@@ -143,7 +148,7 @@ def sample_motion(batch_size: int, num_frames: int, rng: np.random.Generator, ha
     angles = angles + smooth_noise((B, T, 15, 3), per_sample(FINGER_WOBBLE_DEG), timescale, rng) * [1.0, 0.5, 0.3]
     angles = poses.clip_to_limits(angles)
 
-    betas = sample_betas(B, hand_model, rng)
+    betas = sample_betas(B, hand_model, rng, joint_placement)
     with torch.no_grad():
         rest = hand_model.rest_joints21(torch.as_tensor(betas, dtype=torch.float32)).double()  # (B, 21, 3)
     hand_pose = poses.to_hand_pose(angles, frames)

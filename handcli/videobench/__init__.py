@@ -22,5 +22,6 @@ work directory (.bench-video/, git-ignored).
 # Bump when anything that changes the rendered pixels or the ground truth changes: it is part of every clip's
 # render cache key, so old renders are then redone rather than reused.
 # 4: backgrounds checked hand-free on every frame shown (backgrounds.plate_has_hand), not two.
-RENDER_VERSION = "videobench-render-4"
+# 5: the hand rendered with the skin keypoint convention (hand.realistic_shape), not FPHA's joint centres.
+RENDER_VERSION = "videobench-render-5"
 SITUATIONS = ("egocentric", "frontal", "topdown")

@@ -28,7 +28,7 @@ from handcli.videobench import appearance as looks
 from handcli.videobench import fpha
 from handcli.videobench.backgrounds import FootagePool, sample_background
 from handcli.videobench.cameras import in_frame, margin_px, sample_camera
-from handcli.videobench.hand import fit_open_hand, forearm_mesh, pose_hand, scale_to_length
+from handcli.videobench.hand import fit_open_hand, forearm_mesh, pose_hand, realistic_shape, scale_to_length
 from handcli.videobench.render import render_clip
 
 SPLIT_SEEDS = {"tune": 1203, "test": 1204}
@@ -122,7 +122,7 @@ def make_clip(spec: ClipSpec, work: Path, model, pool: FootagePool, key: str, ba
     num_frames = fpha.count_frames(spec.sequence)
     start, length = fpha.pick_window(num_frames, spec.rng("window"))
     points, valid = fpha.load_window(spec.sequence, start, length)
-    hand = pose_hand(model, fit_open_hand(model, points, valid))
+    hand = pose_hand(model, realistic_shape(model, fit_open_hand(model, points, valid)))
     target_length = sample_hand_length(spec.rng("size"))
     hand, factor = scale_to_length(hand, target_length)
     camera = sample_camera(hand.keypoints, spec.situation, spec.rng("camera"))

@@ -39,6 +39,26 @@ def fit_open_hand(model, keypoints: np.ndarray, valid: np.ndarray) -> dict[str, 
             "transl": fit.transl[0]}
 
 
+SHAPE_LIMIT = 3.0  # standard deviations: a fit to noisy mocap can reach 6 (a pinky 30 % long), no real hand
+
+
+def realistic_shape(model, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`params` (as fit_open_hand returns them) with a real hand's shape: the open hand's `joint_placement`
+    set to 0 and the other shape directions clipped to +-SHAPE_LIMIT.
+
+    A fit to motion-capture joints lands at joint_placement ~1: keypoints at the anatomical joint centres of
+    FPHA's skeleton, and a palm 25 % shorter and 20 % narrower to match. Real hands filmed for users, MANO's
+    joints and MediaPipe's landmarks follow the skin convention (0). The rendered hand keeps the fitted joint
+    angles, the subject's other proportions and size, and takes the skin convention, so the video shows a
+    realistic hand and its truth is where a MANO-style annotation would put the keypoints. Models without
+    that direction keep their joint placement."""
+    betas = np.clip(np.array(params["betas"], dtype=np.float32), -SHAPE_LIMIT, SHAPE_LIMIT)
+    names = list(getattr(model, "shape_names", []))
+    if "joint_placement" in names:
+        betas[names.index("joint_placement")] = 0.0
+    return {**params, "betas": betas}
+
+
 def pose_hand(model, params: dict[str, np.ndarray]) -> PosedHand:
     """The model's mesh and keypoints for `params` (as fit_open_hand returns them), right hand."""
     as_tensor = lambda array: torch.as_tensor(np.asarray(array), dtype=torch.float32)
