@@ -101,7 +101,12 @@ def test_recovers_depth_and_rotation_from_exact_keypoints(model, zero_offsets, d
 def test_the_lifter_prior_recovers_depth_and_rotation(model, depth):
     """The default articulation prior: the lifter reads the 2D keypoints in MediaPipe's landmark convention
     (the shipped offsets put the wrist and thumb base where MediaPipe marks them) and world landmarks turned
-    20 degrees; depth and rotation come out right (measured 2.1-2.3 % and 3.5-5.4 degrees)."""
+    20 degrees; depth and rotation come out right. Measured 0.4 % and 8.3-9.5 degrees with the lifter trained
+    on the skin convention (2026-12-07; the FPHA-skeleton lifter before it: 2.1-2.3 %, 3.5-5.4 degrees, bound
+    8). The lifter learned MediaPipe's own 2D and world-landmark errors, so exact keypoints with one fixed
+    20-degree turn are off its training distribution: its raw joints follow such a turn by ~0.5 degree per
+    degree (weights/lifter.md, "Limits"), while on MediaPipe's real output it is the better one (video
+    benchmark tuning split, 7.3 degrees median; docs/results.md)."""
     truth, rotations = true_hand(model, depth, seed=7)
     landmarks = truth + np.einsum("tij,kj->tki", rotations, load_offsets() * HAND_LENGTH_MEAN_M)
     keypoints2d, world = detector_view(landmarks, np.random.default_rng(1), rotation_error_deg=20.0)
@@ -109,7 +114,7 @@ def test_the_lifter_prior_recovers_depth_and_rotation(model, depth):
     fitted = result.keypoints3d_fit[0].astype(np.float64)
     depth_error = np.abs(fitted[..., 2].mean(-1) / truth[..., 2].mean(-1) - 1)
     assert np.median(depth_error) < 0.03
-    assert np.median(rotation_error_deg(fitted, truth)) < 8.0
+    assert np.median(rotation_error_deg(fitted, truth)) < 10.5
     hand_px = FOCAL * HAND_LENGTH_MEAN_M / depth
     assert np.nanmedian(result.reprojection_px) < 0.03 * hand_px
 
@@ -179,9 +184,14 @@ def test_solve_offsets_recovers_a_known_landmark_convention():
 
 def test_estimate_stage_fits_the_image_of_the_bundled_sample(tmp_path):
     """End to end on samples/synthetic_hand.mp4 (exact ground truth, MediaPipe in the loop): the image fit
-    places the hand in depth and rotation better than lifting the world landmarks by a translation.
-    Measured: depth 3.3 %, rotation 9.3 degrees with the lifter (the default), 4.9 % and 8.5 with the world
-    landmarks as the articulation prior (--prior landmarks), against 5.1 % and 14.6 lifted."""
+    places the hand in depth, rotation and articulation better than lifting the world landmarks by a
+    translation. Measured 2026-12-07 (the lifter trained on the skin convention, landmark offsets from render
+    version 5): depth 4.9 %, rotation 12.1 degrees, root-relative 17.8 mm with the lifter (the default); 4.7 %,
+    12.6, 17.6 with the world landmarks as the articulation prior (--prior landmarks); 5.1 %, 14.6, 26.1
+    lifted. Before (the FPHA-skeleton lifter, render-version-4 offsets): 3.3 % / 9.3 degrees with the lifter,
+    4.9 % / 8.5 with the landmarks, and the rotation bound was 0.8x lifted. This flat, default-shaped hand is
+    one of the cases where the new lifter turns worse (weights/lifter.md, "Limits"); on the video benchmark
+    it is the better one (docs/results.md), which is why it ships."""
     from handcli.artifacts import load_artifact
     from handcli.stages.detect import DetectConfig, detect_file
     from handcli.stages.estimate import EstimateConfig, estimate
@@ -197,11 +207,14 @@ def test_estimate_stage_fits_the_image_of_the_bundled_sample(tmp_path):
     errors = {}
     for name, result in fits.items():
         kp = result.keypoints3d[0].astype(np.float64)
+        root_relative = (kp[seen] - kp[seen, :1]) - (gt[seen] - gt[seen, :1])
         errors[name] = (np.median(np.abs(kp[seen, :, 2].mean(-1) / gt[seen, :, 2].mean(-1) - 1)),
-                        np.median(rotation_error_deg(kp[seen], gt[seen])))
+                        np.median(rotation_error_deg(kp[seen], gt[seen])),
+                        np.linalg.norm(root_relative, axis=-1).mean())
     for prior in ("lifter", "landmarks"):
-        assert errors[prior][0] < 0.05, errors
-        assert errors[prior][1] < 0.8 * errors["lifted"][1], errors
+        assert errors[prior][0] < 0.06, errors
+        assert errors[prior][1] < 0.9 * errors["lifted"][1], errors
+        assert errors[prior][2] < 0.8 * errors["lifted"][2], errors
 
 
 def test_cli_estimate_fits_the_image_or_the_keypoints_as_asked(model, tmp_path):

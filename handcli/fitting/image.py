@@ -64,13 +64,20 @@ class ImageFitConfig:
     articulation_weight: float = 400.0  # ~ (3 mm / 0.15 rad)^2
     lifter_share: float = 1.0  # articulation prior: 0 MediaPipe's world landmarks, 1 the learned lifter
     lifter_weights: str | None = None  # None: weights/lifter.pt
-    depth_weight: float = 0.1  # ~ (3 mm / 10 mm)^2: the lifter's depth, smoothed (about 3 % at 0.35 m)
+    # ~ (3 mm / 3 mm)^2: the lifter's depth, smoothed, sets the depth; the 2D spread of the fitted hand only
+    # refines it. Tuning split (render version 5, 36 clips, after refine): weight 0.1 -> 58.5 mm MPJPE, depth
+    # error 6.6 % (placed +4.9 % too far), 1.0 -> 54.0 mm, 6.1 % (+3.1 %), 10 -> 53.7 mm, 6.1 %; the final 2D
+    # error 12.3 -> 12.7 px (MediaPipe's own 15.8). What remains is mostly the hand's unknown size.
+    depth_weight: float = 1.0
     depth_smooth_seconds: float = 0.1  # Gaussian width over which the lifter's depth is averaged
-    lifter_proportions: bool = False  # the hand's proportions from the lifter too (False: from the world landmarks)
-    # ~ (3 mm / 0.04 rad)^2: the prior's orientation (the lifter's) is trusted; with MediaPipe's world landmarks
-    # it was only a tie-breaker (60). Tuning split, 36 clips, root-relative / rotation: 60 -> 33.1 mm / 12.1 deg,
-    # 300 -> 31.8 / 11.3, 1500 -> 27.9 / 9.4, 5000 -> 25.3 / 8.1, 20000 -> 24.6 / 8.0 (MPJPE 61.7 -> 64.0 mm)
-    orient_weight: float = 5000.0
+    # the hand's proportions from the lifter too (False: from the world landmarks). The lifter learned the skin
+    # keypoint convention of real hands (weights/lifter.md); tuning split after refine, root-relative / PA /
+    # 2D: 18.5 mm / 9.1 mm / 14.6 px from the world landmarks, 16.4 / 6.9 / 12.4 from the lifter
+    lifter_proportions: bool = True
+    # ~ (3 mm / 0.02 rad)^2: the prior's orientation (the lifter's) is trusted; with MediaPipe's world landmarks
+    # it was only a tie-breaker (60). Tuning split (render version 5, 36 clips, after refine) root-relative /
+    # rotation: 1500 -> 17.3 mm / 8.1 deg, 5000 -> 16.4 / 7.6, 20000 -> 15.8 / 7.3, 100000 -> 15.7 / 7.2
+    orient_weight: float = 20000.0
     landmark_orient_weight: float = 60.0  # the orientation prior's weight when the prior is the world landmarks
     robust_scale_mm: float = 10.0  # Cauchy scale of the reprojection offset
     smooth_seconds: float = 0.07  # Gaussian width of the temporal targets

@@ -34,7 +34,7 @@ class EstimateConfig:
     # the image fit's articulation prior: 0 MediaPipe's world landmarks, 1 the learned 2D -> 3D lifter
     # (handcli.fitting.lifter), between: a blend
     lifter_share: float = 1.0
-    lifter_depth_weight: float = 0.1  # weight of the lifter's depth in the image fit (ImageFitConfig.depth_weight)
+    lifter_depth_weight: float = 1.0  # weight of the lifter's depth in the image fit (ImageFitConfig.depth_weight)
     lifter_depth_seconds: float = 0.1  # its smoothing over time (ImageFitConfig.depth_smooth_seconds)
 
 
