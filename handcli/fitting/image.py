@@ -127,9 +127,9 @@ def _fit(model, world_landmarks, keypoints2d, valid, is_right, K, fps, config, d
                                                                       offsets, config)
     proportions = None
     if lifted_depth is not None and not config.lifter_proportions:
-        # the hand's proportions (betas 1-9) from the world landmarks, the lifter's joints only for the pose:
-        # the lifter learned FPHA's skeleton, whose wrist sits ~12 % of the hand length nearer the knuckles
-        # than the hand model's (MANO-like) wrist, and would carry that convention into the output
+        # the hand's proportions (betas 1-9) from the world landmarks, the lifter's joints only for the pose
+        # (the setting for a lifter whose skeleton convention differs from the hand model's, as the first,
+        # FPHA-skeleton lifter's did: docs/hand_models.md)
         proportions = fit_keypoints(model, world_landmarks, valid, is_right, iterations=config.prior_iterations,
                                     device=device, landmark_offsets=offsets if config.prior_offsets else None).betas
     prior = fit_keypoints(model, prior_points, valid, is_right, iterations=config.prior_iterations,
