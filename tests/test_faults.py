@@ -315,23 +315,24 @@ class KillPoint:
 
 
 def end_of(result: subprocess.CompletedProcess, point: KillPoint) -> str:
-    """How a signalled process ended: 'killed' (SIGKILL), 'interrupted' (SIGINT, exit 130 and one line) or
-    'finished' (its work was done before the signal: exit 0, or SIGINT during interpreter teardown, which
-    ends the process by the signal itself, as a shell's 130)."""
+    """How a signalled process ended: 'killed' (SIGKILL), 'interrupted' (SIGINT before its work was done:
+    exit 130 and the one line "interrupted") or 'finished' (its work was done before the signal: exit 0, or
+    the stage's "<stage>: wrote" report before a late SIGINT, which then ends it with 130 or, during
+    interpreter teardown, by the signal itself, as a shell's 130). Only the report says the work was done:
+    other lines (a warning, progress) can come before an interrupt too."""
     if result.returncode == -signal.SIGKILL:
         assert point.signal == signal.SIGKILL
         return "killed"
+    reported = any(": wrote " in line for line in result.stderr.splitlines())
     if result.returncode == 130:
         assert point.signal == signal.SIGINT
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert "Traceback" not in result.stderr and lines[-1] == "interrupted", result.stderr
-        # more lines: a library swallowed the KeyboardInterrupt, the work finished (and said so), yet the
-        # exit code still reports the interrupt
-        return "interrupted" if len(lines) == 1 else "finished"
+        return "finished" if reported else "interrupted"
     assert result.returncode == 0 or (result.returncode == -signal.SIGINT and point.signal == signal.SIGINT), \
         (point.name, result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    return "finished"
+    return "finished" if result.returncode == 0 or reported else "interrupted"
 
 
 class DiskChecker:
