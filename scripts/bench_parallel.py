@@ -27,15 +27,15 @@ REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "data" / "video" / "dexretarget_open_close.mp4"
 
 
-def timed(command: list[str]) -> tuple[float, float, int]:
-    """Run `command`: (wall seconds, CPU seconds (user + system, its waited-for subprocesses included), the
+def timed(name: str, command: list[str]) -> tuple[float, float, int]:
+    """Run `command` (called `name` in a failure message): (wall seconds, CPU seconds (user + system, its waited-for subprocesses included), the
     child's own peak RSS in KiB). Exits with the command's stderr tail when it fails."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if status != 0:
-        raise SystemExit(f"{command[2]} failed: {process.stderr.read().decode()[-500:]}")
+        raise SystemExit(f"{name} failed: {process.stderr.read().decode()[-500:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
@@ -44,15 +44,16 @@ def mediapipe_alone(clip: Path) -> tuple[float, float]:
     code = ("import sys; from handcli.video import probe_video, iter_frames; "
             "from handcli.detect.mediapipe_hands import MediaPipeHands; v = probe_video(sys.argv[1])\n"
             "with MediaPipeHands() as h:\n    [h.process(f) for f in iter_frames(v)]\n")
-    wall, cpu, _ = timed([sys.executable, "-c", code, str(clip)])
+    wall, cpu, _ = timed("MediaPipe alone", [sys.executable, "-c", code, str(clip)])
     return wall, cpu
 
 
 def timed_run(clip: Path, work: Path, *extra: str) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds, peak RSS in GB of the process tree's largest process) of `handcli run`."""
     work.mkdir(parents=True, exist_ok=True)
-    wall, cpu, own_rss = timed([sys.executable, "-m", "handcli.cli", "run", str(clip), "--out", str(work / "o.npz"),
-                                "--work-dir", str(work / "cache"), "--force", "detect", *extra])
+    command = [sys.executable, "-m", "handcli.cli", "run", str(clip), "--out", str(work / "o.npz"),
+               "--work-dir", str(work / "cache"), "--force", "detect", *extra]
+    wall, cpu, own_rss = timed("handcli run", command)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # segment workers (largest child so far)
     return wall, cpu, max(own_rss, children) / 1024 ** 2
 

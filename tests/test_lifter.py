@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from handcli.datagen.motion import sample_motion
-from handcli.fitting.lifter import Lifter, lifter_features, load_lifter
+from handcli.fitting.lifter import Lifter, lifter_features, load_lifter, unit_shape
 from handcli.handmodels.size import hand_length
 from handcli.training.lifter import (
     ErrorBank,
@@ -17,7 +17,6 @@ from handcli.training.lifter import (
     random_cameras,
     residual_bank,
     train_lifter,
-    unit_shape,
     world_error_bank,
 )
 

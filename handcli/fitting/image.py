@@ -183,7 +183,7 @@ def _articulation_targets(world_landmarks, normalised, seen, right, offsets, con
     landmark_offsets = offsets if config.prior_offsets else None
     if share <= 0.0:
         return world_landmarks, landmark_offsets, None
-    from handcli.fitting.lifter import load_lifter
+    from handcli.fitting.lifter import load_lifter, unit_shape
 
     world_right = _to_right(torch.as_tensor(np.asarray(world_landmarks), dtype=normalised.dtype,
                                             device=normalised.device), right, mirror_points)
@@ -195,8 +195,7 @@ def _articulation_targets(world_landmarks, normalised, seen, right, offsets, con
     depth = depth * config.hand_length
     if share >= 1.0:
         return lifted, None, depth
-    landmarks = np.asarray(world_landmarks, np.float64)
-    landmarks = (landmarks - landmarks[..., :1, :]) * (config.hand_length / hand_length(landmarks))[..., None, None]
+    landmarks = unit_shape(np.asarray(world_landmarks, np.float64)) * config.hand_length
     blended = share * lifted + (1.0 - share) * landmarks
     return blended, None if landmark_offsets is None else (1.0 - share) * landmark_offsets, depth
 

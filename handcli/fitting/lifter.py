@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,12 +39,15 @@ NUM_FEATURES = 21 * 2 + 2 + 1 + 20 * 3
 SPREAD = 44  # index of the log spread among the features
 
 
-def world_shape(world: torch.Tensor) -> torch.Tensor:
-    """(..., 21, 3) landmarks -> (..., 21, 3) relative to the wrist, in units of their hand length."""
+def unit_shape(points):
+    """(..., 21, 3) points, numpy or torch -> (..., 21, 3) relative to the wrist, in units of their hand length:
+    the form of the lifter's landmark input and of its output joints."""
     from handcli.handmodels.size import hand_length
 
-    centred = world - world[..., :1, :]
-    return centred / hand_length(centred).clamp_min(1e-6)[..., None, None]
+    centred = points - points[..., :1, :]
+    length = hand_length(centred)
+    length = length.clamp_min(1e-6) if isinstance(length, torch.Tensor) else np.maximum(length, 1e-6)
+    return centred / length[..., None, None]
 
 
 def lifter_features(normalised: torch.Tensor, world: torch.Tensor) -> torch.Tensor:
@@ -55,7 +59,7 @@ def lifter_features(normalised: torch.Tensor, world: torch.Tensor) -> torch.Tens
     spread = centred.pow(2).sum(-1).mean(-1).clamp_min(1e-12).sqrt()  # (...,)
     shape = centred / spread[..., None, None]
     return torch.cat([shape.flatten(-2), centre[..., 0, :], spread.log()[..., None],
-                      world_shape(world)[..., 1:, :].flatten(-2)], -1)
+                      unit_shape(world)[..., 1:, :].flatten(-2)], -1)
 
 
 class _Block(nn.Module):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from handcli.fitting.lifter import SPREAD, Lifter, lifter_features
+from handcli.fitting.lifter import SPREAD, Lifter, lifter_features, unit_shape
 from handcli.handmodels.size import hand_length
 
 SITUATIONS = ("egocentric", "frontal", "topdown")
@@ -78,12 +78,6 @@ class ErrorBank:
 
     def __len__(self) -> int:
         return len(self.image)
-
-
-def unit_shape(points: np.ndarray) -> np.ndarray:
-    """(..., 21, 3) -> relative to the wrist, in hand lengths."""
-    centred = points - points[..., :1, :]
-    return centred / hand_length(centred)[..., None, None]
 
 
 def world_error_bank(world: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
