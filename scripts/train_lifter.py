@@ -3,7 +3,11 @@
 Needs ../shared (FPHA subjects 1-3, the tuning split only) and the video benchmark's tuning split detections
 (`scripts/video_bench.py --split tune` makes them), from which MediaPipe's 2D error is measured.
 
-    .venv/bin/python scripts/train_lifter.py [--steps 6000] [--out weights/lifter.pt]
+    .venv/bin/python scripts/train_lifter.py [--steps 6000] [--seed 0] [--out weights/lifter.pt]
+    .venv/bin/python scripts/train_lifter.py --combine A.pt B.pt [--out weights/lifter.pt]   # an ensemble
+
+--combine makes one ensemble (handcli.fitting.lifter.LifterEnsemble) of lifters trained with different seeds
+and measures its own depth calibration on the same tuning frames.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from handcli.artifacts import load_artifact  # noqa: E402
 from handcli.datagen.motion import default_hand_model, sample_motion  # noqa: E402
-from handcli.fitting.lifter import save_lifter  # noqa: E402
+from handcli.fitting.lifter import LifterEnsemble, load_lifter, save_lifter  # noqa: E402
 from handcli.handmodels.size import hand_length  # noqa: E402
 from handcli.training.lifter import (  # noqa: E402
     ErrorBank,
@@ -110,6 +114,20 @@ def depth_calibration(model, frames: dict[str, np.ndarray]) -> tuple[float, dict
     return float(np.exp(-bias)), {"median_depth_bias_pct": round(100 * np.expm1(bias), 2), "frames": int(len(log_ratio))}
 
 
+def combine(paths: list[Path], frames: dict[str, np.ndarray], out: Path) -> int:
+    """Write the ensemble of the lifters at `paths` to `out`, with its own depth calibration and a card that
+    keeps each member's."""
+    members = [load_lifter(path) for path in paths]
+    ensemble = LifterEnsemble(members)
+    ensemble.depth_scale, calibration = depth_calibration(ensemble, frames)
+    member_cards = [torch.load(path, map_location="cpu", weights_only=True)["card"] for path in paths]
+    card = {"members": member_cards, "depth_scale": round(ensemble.depth_scale, 5), "depth_calibration": calibration,
+            "command": "scripts/train_lifter.py " + " ".join(sys.argv[1:])}
+    save_lifter(ensemble, out, json.loads(json.dumps(card, default=float)))
+    print(json.dumps({k: v for k, v in card.items() if k != "members"}, indent=1))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for field in fields(LifterTrainConfig):
@@ -120,11 +138,15 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=REPO / ".bench-video")
     parser.add_argument("--tag", default="default", help="video benchmark variant whose detections to use")
     parser.add_argument("--out", type=Path, default=REPO / "weights" / "lifter.pt")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="PT",
+                        help="instead of training: one ensemble of these trained lifters")
     args = parser.parse_args()
     if not FPHA_ROOT.is_dir():
         print(f"train_lifter: FPHA not found at {FPHA_ROOT}", file=sys.stderr)
         return 2
     torch.set_num_threads(2)
+    if args.combine:
+        return combine(args.combine, tuning_frames(args.work_dir, args.tag), args.out)
     config = LifterTrainConfig(**{f.name: getattr(args, f.name) for f in fields(LifterTrainConfig)})
     train_frames, val_frames = load_motion(fpha.SPLIT_SUBJECTS["tune"], args.every)
     gestures = gesture_frames(int(args.gesture_share * len(train_frames)), config.seed)

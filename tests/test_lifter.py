@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from handcli.datagen.motion import sample_motion
-from handcli.fitting.lifter import Lifter, lifter_features, load_lifter, unit_shape
+from handcli.fitting.lifter import Lifter, LifterEnsemble, lifter_features, load_lifter, save_lifter, unit_shape
 from handcli.handmodels.size import hand_length
 from handcli.training.lifter import (
     ErrorBank,
@@ -101,6 +101,31 @@ def test_a_short_training_learns_to_lift():
     model, metrics = train_lifter(frames[:1600], frames[1600:], no_error(), config, log=lambda _: None)
     after = metrics["val_mean_joint_error_hand_lengths"]
     assert after < 0.35 * before
+
+
+def test_an_ensemble_averages_its_members_and_saves_like_one_lifter(tmp_path):
+    """Joints are the members' mean, depth their geometric mean times the ensemble's own scale; a saved
+    ensemble loads back with the same output, and a single saved lifter still loads as a Lifter."""
+    torch.manual_seed(3)
+    members = [Lifter(32, 1, 0.0), Lifter(32, 1, 0.0)]
+    members[1].depth_scale = 1.5
+    ensemble = LifterEnsemble(members)
+    ensemble.depth_scale = 0.9
+    frames = random_cameras(synthetic_frames(20, 4), np.random.default_rng(5), 0.5)
+    normalised, world = torch.as_tensor(frames[..., :2] / frames[..., 2:]), torch.as_tensor(frames)
+    (j0, d0), (j1, d1) = members[0].lift(normalised, world), members[1].lift(normalised, world)
+    joints, depth = ensemble.lift(normalised, world)
+    assert torch.allclose(joints, (j0 + j1) / 2, atol=1e-6)
+    assert torch.allclose(depth, 0.9 * (d0 * d1).sqrt(), rtol=1e-5)
+    assert not torch.allclose(j0, j1)  # the members differ, so the mean is a real average
+    save_lifter(ensemble, tmp_path / "ensemble.pt", {"what": "test"})
+    loaded = load_lifter(tmp_path / "ensemble.pt")
+    assert isinstance(loaded, LifterEnsemble) and len(loaded.members) == 2
+    joints_again, depth_again = loaded.lift(normalised, world)
+    assert torch.allclose(joints_again, joints) and torch.allclose(depth_again, depth)
+    save_lifter(members[1], tmp_path / "one.pt", {"what": "test"})
+    single = load_lifter(tmp_path / "one.pt")
+    assert isinstance(single, Lifter) and torch.allclose(single.lift(normalised, world)[1], d1)
 
 
 def test_missing_weights_are_named(tmp_path):

@@ -106,18 +106,56 @@ class Lifter(nn.Module):
         return joints.reshape(*batch, 21, 3).to(normalised.dtype), depth.reshape(batch).to(normalised.dtype)
 
 
-def save_lifter(model: Lifter, path: str | Path, card: dict) -> None:
-    torch.save({"config": model.config, "state": model.state_dict(), "depth_scale": model.depth_scale, "card": card},
-               Path(path))
+class LifterEnsemble(nn.Module):
+    """Lifters trained alike from different seeds, one `lift`: the mean of their joints and of their log depths.
+
+    Why: each member's error has a part that depends on its seed (where it puts the flat mean of an
+    ambiguous finger, how it turns the whole hand); averaging takes that part out, the way a deep ensemble
+    does. On the video benchmark's tuning split two members turn the hand less wrongly than either alone
+    (weights/lifter.md)."""
+
+    def __init__(self, members: list[Lifter]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.depth_scale = 1.0  # multiplies the members' (calibrated) mean depth: the ensemble's own calibration
+
+    def lift(self, normalised: torch.Tensor, world: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As Lifter.lift: (joints (..., 21, 3) wrist-relative in hand lengths, mean joint depth (...,))."""
+        lifted = [member.lift(normalised, world) for member in self.members]
+        joints = torch.stack([j for j, _ in lifted]).mean(0)
+        depth = torch.stack([d for _, d in lifted]).log().mean(0).exp()
+        return joints, self.depth_scale * depth
 
 
-def load_lifter(path: str | Path | None = None) -> Lifter:
-    """The shipped lifter (weights/lifter.pt) or the one at `path`; FileNotFoundError if absent."""
+def _member_record(model: Lifter) -> dict:
+    return {"config": model.config, "state": model.state_dict(), "depth_scale": model.depth_scale}
+
+
+def save_lifter(model: Lifter | LifterEnsemble, path: str | Path, card: dict) -> None:
+    """One lifter, or an ensemble (its members and its own depth_scale), with its card."""
+    if isinstance(model, LifterEnsemble):
+        saved = {"members": [_member_record(m) for m in model.members], "depth_scale": model.depth_scale}
+    else:
+        saved = _member_record(model)
+    torch.save({**saved, "card": card}, Path(path))
+
+
+def _member(record: dict) -> Lifter:
+    model = Lifter(**record["config"])
+    model.load_state_dict(record["state"])
+    model.depth_scale = float(record.get("depth_scale", 1.0))
+    return model.eval()
+
+
+def load_lifter(path: str | Path | None = None) -> Lifter | LifterEnsemble:
+    """The shipped lifter (weights/lifter.pt) or the one at `path`, a single Lifter or a LifterEnsemble
+    (both have `lift`); FileNotFoundError if absent."""
     path = Path(path) if path is not None else WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"lifter weights not found at {path} (scripts/train_lifter.py makes them)")
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = Lifter(**saved["config"])
-    model.load_state_dict(saved["state"])
-    model.depth_scale = float(saved.get("depth_scale", 1.0))
-    return model.eval()
+    if "members" not in saved:
+        return _member(saved)
+    ensemble = LifterEnsemble([_member(record) for record in saved["members"]])
+    ensemble.depth_scale = float(saved.get("depth_scale", 1.0))
+    return ensemble.eval()
