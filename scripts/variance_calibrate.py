@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def estimate_rows(split_dir: Path, tag: str):
-    """(design (N, F), ray² / d², side² / d², articulation² (N, 21, 3), time structure, clips) over the
+    """(design (N, F), ray² / d², side² / d², articulation² (N, 21, 3), time structure, clips, each frame's
+    clip index (N,)) over the
     split's clips. Time structure: {correlation_frames: the width w whose Gaussian autocorrelation
     exp(-lag² / (4 w²)) fits the clip-centred relative depth error's autocorrelation at lags 1-15 (least
     squares); constant_root, constant_articulation: the share of the squared relative depth error and of the
@@ -36,7 +37,7 @@ def estimate_rows(split_dir: Path, tag: str):
     from handcli.videobench.uncertainty import clip_errors
 
     vs = load_videoscore()
-    designs, rays, sides, articulations, lags = [], [], [], [], []
+    designs, rays, sides, articulations, lags, clip_of = [], [], [], [], [], []
     shares = np.zeros(4)  # constant and total squared depth error, then the same for the articulation
     clips = clip_errors(vs, split_dir, tag, "estimate")
     for clip, artifact in clips:
@@ -51,6 +52,7 @@ def estimate_rows(split_dir: Path, tag: str):
         rays.append(ray)
         sides.append(side)
         articulations.append(articulation)
+        clip_of.append(np.full(len(frames), len(clip_of)))
         signed = np.sum(clip.errors.mean(1) * picked.ray, -1) / picked.distance  # relative depth error
         if len(frames) > 30 and np.all(np.diff(frames) == 1):
             lags.append(signed - signed.mean())
@@ -66,7 +68,45 @@ def estimate_rows(split_dir: Path, tag: str):
     structure = {"correlation_frames": width, "constant_root": float(shares[0] / shares[1]),
                  "constant_articulation": float(shares[2] / shares[3])}
     return (np.concatenate(designs), np.concatenate(rays), np.concatenate(sides), np.concatenate(articulations),
-            structure, [clip.clip for clip, _ in clips])
+            structure, [clip.clip for clip, _ in clips], np.concatenate(clip_of))
+
+
+def leave_one_clip_out(design: np.ndarray, squared: np.ndarray, clip_of: np.ndarray, ridge: float) -> float:
+    """Mean Gaussian log likelihood per frame of `squared` (N, C) errors under log-linear variances fitted
+    with each clip left out in turn (the constant 0.5 log 2π left off): how well the features predict
+    the size of errors on clips they were not fitted on."""
+    import torch
+
+    from handcli.variance.noise import fit_log_linear_noise
+
+    total = 0.0
+    for clip in np.unique(clip_of):
+        train, held = clip_of != clip, clip_of == clip
+        level = float(np.mean(squared[train]))
+        coefficients = fit_log_linear_noise(torch.as_tensor(design[train]), torch.as_tensor(squared[train] / level),
+                                            ridge).numpy()
+        variance = np.exp(design[held] @ coefficients)[:, None] * level
+        total -= 0.5 * float(np.sum(np.log(variance) + squared[held] / variance))
+    return total / len(design)
+
+
+def ablation(design, ray, side, articulation, clip_of, ridge: float) -> None:
+    """Print the leave-one-clip-out log likelihood per frame with every feature and the change with each one
+    (and the wobble pair) left out, for the whole hand's error along the ray, across it, and the articulation
+    (summed over its 63 coordinates, all sharing one variance here; the calibration fits one per joint)."""
+    from handcli.variance.estimate import FEATURES
+
+    targets = {"ray": ray, "side": side, "articulation": articulation}
+    full = {name: leave_one_clip_out(design, target, clip_of, ridge) for name, target in targets.items()}
+    print("leave-one-clip-out log likelihood per frame, all features: "
+          + ", ".join(f"{name} {value:.3f}" for name, value in full.items()))
+    # each feature alone, then the two wobble features together (each stands in for the other when one is left out)
+    left_outs = [(feature,) for feature in FEATURES[:-1]] + [("depth_wobble", "size_wobble")]
+    for left_out in left_outs:
+        kept = [i for i, feature in enumerate(FEATURES) if feature not in left_out]
+        print(f"  without {' + '.join(left_out):28s}" + ", ".join(
+            f"{name} {leave_one_clip_out(design[:, kept], target, clip_of, ridge) - full[name]:+.3f}"
+            for name, target in targets.items()))
 
 
 def laplace_ratio(every: int, seed: int) -> tuple[float, int]:
@@ -102,8 +142,13 @@ def main() -> None:
     parser.add_argument("--laplace-scale", type=float, default=None,
                         help="keep this laplace_scale instead of measuring it (minutes on the keypoint protocol)")
     parser.add_argument("--out", type=Path, default=DEFAULT_CALIBRATION_PATH)
+    parser.add_argument("--ablation", action="store_true",
+                        help="only print how much each feature adds on clips left out (the features' choice)")
     args = parser.parse_args()
-    design, ray, side, articulation, structure, clips = estimate_rows(args.split_dir, args.tag)
+    design, ray, side, articulation, structure, clips, clip_of = estimate_rows(args.split_dir, args.tag)
+    if args.ablation:
+        ablation(design, ray, side, articulation.reshape(len(design), -1), clip_of, args.ridge)
+        return
     print(f"estimate errors: {len(design)} frames from {len(clips)} clips; time structure "
           + ", ".join(f"{k} {v:.2f}" for k, v in structure.items()))
     scale, frames = (laplace_ratio(args.every, args.seed) if args.laplace_scale is None

@@ -93,9 +93,24 @@ def test_features_are_finite_and_track_the_image():
     assert np.allclose(far.distance, 2 * features.distance)
 
 
+def test_wobble_features_rise_where_the_estimated_depth_jumps_about():
+    """Frames 30-59 of the hand jump 1 cm (2 %) back and forth in depth (every frame): their depth and size
+    wobble is well above the steady first frames', which stay as they were a second away from the jumps."""
+    rng = np.random.default_rng(4)
+    keypoints3d, keypoints2d, valid, K = synthetic_estimates(rng)
+    jumpy = keypoints3d.copy()
+    jumpy[0, 30:, :, 2] += 0.01 * (-1.0) ** np.arange(30)[:, None]
+    column = {name: i for i, name in enumerate(FEATURES)}
+    design = frame_features(jumpy, keypoints2d, valid, K, None, 30.0).design[0]
+    steady = frame_features(keypoints3d, keypoints2d, valid, K, None, 30.0).design[0]
+    for name in ("depth_wobble", "size_wobble"):
+        assert design[45:, column[name]].min() > steady[:, column[name]].max() + 1.0
+        assert np.allclose(design[:10, column[name]], steady[:10, column[name]], atol=0.05)  # a second away
+
+
 def test_error_model_fit_recovers_known_noise():
     rng = np.random.default_rng(3)
-    frames = 4000
+    frames = 8000
     design = np.concatenate([rng.normal(0, 0.5, (frames, len(FEATURES) - 1)), np.ones((frames, 1))], 1)
     truth = np.zeros(len(FEATURES))
     truth[0], truth[2], truth[-1] = 0.8, -0.6, np.log(0.05 ** 2)

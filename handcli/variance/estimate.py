@@ -31,9 +31,13 @@ from handcli.errors import BadInput
 DEFAULT_CALIBRATION_PATH = Path(__file__).resolve().parents[2] / "weights" / "variance_calibration.json"
 CALIBRATION_FORMAT = "handcli-variance-calibration/1"
 FEATURES = ("log_hand_px", "log_distance", "foreshortening", "fingers_away", "palm_facing", "reprojection",
-            "low_confidence", "truncation", "unobserved", "constant")
+            "low_confidence", "truncation", "unobserved", "depth_wobble", "size_wobble", "constant")
 UNOBSERVED_SECONDS = 0.5  # an interpolated frame this far from an observed one counts as fully unobserved
 TRUNCATION_MARGIN = 0.01  # keypoints within this fraction of the image's width of its border count as cut off
+# the wobble features: a signal's fluctuation around its Gaussian-smoothed self (this width) as an RMS over a
+# window of this length, both at any frame rate (8 and 31 frames at 30 fps)
+WOBBLE_SMOOTH_SECONDS = 0.27
+WOBBLE_WINDOW_SECONDS = 1.0
 
 
 @dataclass
@@ -129,7 +133,8 @@ def frame_features(keypoints3d: np.ndarray, keypoints2d: np.ndarray, valid: np.n
     reprojection: mean distance of the projected keypoints to the 2D keypoints / the
     spread in pixels; low_confidence: 1 - the detector's confidence; truncation: fraction of projected
     keypoints at or beyond the image border; unobserved: 0 on observed frames, rising to 1 at
-    UNOBSERVED_SECONDS from the nearest observed one."""
+    UNOBSERVED_SECONDS from the nearest observed one; depth_wobble, size_wobble: how much the estimate's
+    log distance and the log of its size in pixels fluctuate over about a second (`_wobble`)."""
     keypoints3d = _held(np.asarray(keypoints3d, np.float64))
     K = np.asarray(K, np.float64)
     valid = np.asarray(valid, bool)
@@ -170,8 +175,25 @@ def frame_features(keypoints3d: np.ndarray, keypoints2d: np.ndarray, valid: np.n
     fingers_away = np.sum(forward * ray, -1)
     palm_facing = np.abs(np.sum(normal * ray, -1))
     design = np.stack([np.log(spread_px / 100.0), np.log(distance / 0.5), foreshortening, fingers_away, palm_facing,
-                       reprojection, low_confidence, truncation, unobserved, np.ones_like(distance)], -1)
+                       reprojection, low_confidence, truncation, unobserved, _wobble(np.log(distance), fps),
+                       _wobble(np.log(spread_px), fps), np.ones_like(distance)], -1)
     return FrameFeatures(design, centre, distance, ray)
+
+
+def _wobble(signal: np.ndarray, fps: float) -> np.ndarray:
+    """(H, T) -> (H, T): log(100 x the RMS of the signal around its Gaussian-smoothed self over a window
+    of WOBBLE_WINDOW_SECONDS + 0.1), per track.
+
+    Why: where the estimate's depth (or its size in the image) jumps about from frame to frame, the image did
+    not pin it down, and its error is large and heavy-tailed (egocentric views: docs/results.md). On the
+    video benchmark's tuning split the two raise the leave-one-clip-out likelihood of the whole hand's error
+    along the ray and across it (scripts/variance_calibrate.py)."""
+    from scipy.ndimage import gaussian_filter1d, uniform_filter1d
+
+    smooth = max(WOBBLE_SMOOTH_SECONDS * fps, 0.5)
+    window = max(int(round(WOBBLE_WINDOW_SECONDS * fps)) | 1, 3)
+    squared = (signal - gaussian_filter1d(signal, smooth, axis=-1, mode="nearest")) ** 2
+    return np.log(100.0 * np.sqrt(uniform_filter1d(squared, window, axis=-1, mode="nearest")) + 0.1)
 
 
 def _held(keypoints3d: np.ndarray) -> np.ndarray:
