@@ -107,6 +107,25 @@ def test_short_gaps_keep_the_identity(gap, expected_tracks):
     assert len(tracker.finished_tracks(1)) == expected_tracks
 
 
+def test_a_one_frame_false_detection_is_not_joined_to_a_hand_that_appears_later():
+    """A flicker at frame 0 (bottom left), then nothing, then a real hand 3 hand sizes away from frame 11 on:
+    a confirmed track would take it (the gate is 1 hand size x sqrt(11 frames)); a tentative one has ended."""
+    tracker = HandTracker(TrackerConfig(max_gap_frames=15))
+    tracker.update(0, [detection(hand_template() + (100, 600), 0.8)])
+    for frame in range(11, 30):
+        tracker.update(frame, [detection(hand_template() + (400, 300), 0.8)])
+    first, second = tracker.tracks
+    assert first.frames == [0] and second.frames == list(range(11, 30))
+    assert [t.frames[0] for t in tracker.finished_tracks(6)] == [11]
+    # once confirmed (3 frames seen), the same gap keeps the identity
+    tracker = HandTracker(TrackerConfig(max_gap_frames=15))
+    for frame in range(3):
+        tracker.update(frame, [detection(hand_template() + (100 + 2 * frame, 600), 0.8)])
+    for frame in range(11, 30):
+        tracker.update(frame, [detection(hand_template() + (130, 590), 0.8)])
+    assert len(tracker.tracks) == 1
+
+
 def test_handedness_is_a_confidence_weighted_vote():
     tracker = HandTracker()
     probabilities = [0.95] * 4 + [0.45] * 6  # most frames lean left, but only weakly

@@ -4,8 +4,11 @@ Each frame, live tracks and new detections are matched by the Hungarian algorith
 (a) the mean 2D keypoint distance to the track's constant-velocity prediction, in hand sizes, (b) box overlap,
 and (c) disagreement with the track's handedness. Handedness is evidence, not the key: MediaPipe flips it on
 crossed or occluded hands, so it only breaks ties the geometry leaves open. A track unseen for more than
-`max_gap_frames` ends; a later detection starts a new track. Tracks observed on too few frames are dropped
-by `finished_tracks` (spurious detections).
+`max_gap_frames` ends; a later detection starts a new track. A new track is tentative until it has been
+seen on `confirm_observations` frames, and a tentative track ends after only `tentative_max_gap_frames`
+unseen frames (as multi-object trackers such as SORT treat new tracks): the gate widens with the gap, so
+without this a one-frame false detection could be joined to a real hand that appears elsewhere half a second
+later. Tracks observed on too few frames are dropped by `finished_tracks` (spurious detections).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class TrackerConfig:
     box_weight: float = 0.5  # weight of (1 - IoU) in the matching cost
     handedness_weight: float = 0.5  # weight of |P(right) of detection - P(right) of track|
     duplicate_distance: float = 0.15  # two detections closer than this (hand sizes) are one hand seen twice
+    confirm_observations: int = 3  # a track seen on fewer frames than this is tentative
+    tentative_max_gap_frames: int = 2  # a tentative track unseen on more consecutive frames than this ends
 
 
 @dataclass
@@ -95,7 +100,7 @@ class HandTracker:
     def update(self, frame: int, detections: list[HandDetection]) -> list[int]:
         """Assign this frame's detections to tracks; returns the track id given to each kept detection."""
         detections = remove_duplicates(detections, self.config.duplicate_distance)
-        live = [t for t in self.tracks if frame - t.last_frame - 1 <= self.config.max_gap_frames]
+        live = [t for t in self.tracks if frame - t.last_frame - 1 <= self._max_gap(t)]
         assigned: dict[int, Track] = {}
         if live and detections:
             cost = np.array([[self._cost(track, frame, d) for d in detections] for track in live])
@@ -111,6 +116,12 @@ class HandTracker:
             track.add(frame, detection)
             ids.append(track.track_id)
         return ids
+
+    def _max_gap(self, track: Track) -> int:
+        """Unseen frames after which `track` ends: shorter while it is tentative."""
+        if len(track.frames) < self.config.confirm_observations:
+            return min(self.config.tentative_max_gap_frames, self.config.max_gap_frames)
+        return self.config.max_gap_frames
 
     def _cost(self, track: Track, frame: int, detection: HandDetection) -> float:
         predicted = track.predict(frame)
