@@ -27,8 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def estimate_rows(split_dir: Path, tag: str):
     """(design (N, F), ray² / d², side² / d², articulation² (N, 21, 3), time structure, clips, each frame's
-    clip index (N,)) over the
-    split's clips. Time structure: {correlation_frames: the width w whose Gaussian autocorrelation
+    clip index (N,)) over the split's clips. Time structure: {correlation_frames: the width w whose Gaussian autocorrelation
     exp(-lag² / (4 w²)) fits the clip-centred relative depth error's autocorrelation at lags 1-15 (least
     squares); constant_root, constant_articulation: the share of the squared relative depth error and of the
     squared articulation error that the clips' means carry}."""
@@ -75,17 +74,12 @@ def leave_one_clip_out(design: np.ndarray, squared: np.ndarray, clip_of: np.ndar
     """Mean Gaussian log likelihood per frame of `squared` (N, C) errors under log-linear variances fitted
     with each clip left out in turn (the constant 0.5 log 2π left off): how well the features predict
     the size of errors on clips they were not fitted on."""
-    import torch
-
-    from handcli.variance.noise import fit_log_linear_noise
+    from handcli.variance.estimate import fit_log_linear_variance
 
     total = 0.0
     for clip in np.unique(clip_of):
         train, held = clip_of != clip, clip_of == clip
-        level = float(np.mean(squared[train]))
-        coefficients = fit_log_linear_noise(torch.as_tensor(design[train]), torch.as_tensor(squared[train] / level),
-                                            ridge).numpy()
-        variance = np.exp(design[held] @ coefficients)[:, None] * level
+        variance = np.exp(design[held] @ fit_log_linear_variance(design[train], squared[train], ridge))[:, None]
         total -= 0.5 * float(np.sum(np.log(variance) + squared[held] / variance))
     return total / len(design)
 

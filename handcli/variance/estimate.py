@@ -181,8 +181,8 @@ def frame_features(keypoints3d: np.ndarray, keypoints2d: np.ndarray, valid: np.n
 
 
 def _wobble(signal: np.ndarray, fps: float) -> np.ndarray:
-    """(H, T) -> (H, T): log(100 x the RMS of the signal around its Gaussian-smoothed self over a window
-    of WOBBLE_WINDOW_SECONDS + 0.1), per track.
+    """(H, T) -> (H, T): log(100 x r + 0.1), per track, where r is the RMS over a window of
+    WOBBLE_WINDOW_SECONDS of the signal's deviation from its Gaussian-smoothed self.
 
     Why: where the estimate's depth (or its size in the image) jumps about from frame to frame, the image did
     not pin it down, and its error is large and heavy-tailed (egocentric views: docs/results.md). On the
@@ -305,23 +305,29 @@ def fit_error_model(design: np.ndarray, ray_sq: np.ndarray, side_sq: np.ndarray,
                     correlation_frames: float, constant_root: float, constant_articulation: float,
                     fitted_on: dict, ridge: float = 1e-2, laplace_scale: float = 1.0) -> VarianceCalibration:
     """Maximum-likelihood coefficients from frames (N,): design (N, F), targets as `error_targets` returns."""
-    import torch
-
-    from handcli.variance.noise import fit_log_linear_noise
-
-    x = torch.as_tensor(np.asarray(design, np.float64))
 
     def fit(squared: np.ndarray) -> list[float]:
-        # targets divided by their mean, so the ridge shrinks the slopes towards "no effect" and not the
-        # level towards 1 m²; the level is added back to the constant (the design's last column)
-        level = float(np.mean(squared))
-        coefficients = fit_log_linear_noise(x, torch.as_tensor(squared / level), ridge).numpy().copy()
-        coefficients[-1] += np.log(level)
-        return coefficients.tolist()
+        return fit_log_linear_variance(design, squared, ridge).tolist()
 
     articulation = [fit(articulation_sq[:, j]) for j in range(articulation_sq.shape[1])]
     return VarianceCalibration(float(laplace_scale), fit(ray_sq), fit(side_sq), articulation, float(correlation_frames),
                                float(constant_root), float(constant_articulation), fitted_on)
+
+
+def fit_log_linear_variance(design: np.ndarray, squared: np.ndarray, ridge: float) -> np.ndarray:
+    """(F,) coefficients c of the log variance design @ c, by maximum likelihood on squared errors (N, C)
+    whose C columns share one variance; design (N, F), its last column the constant 1."""
+    import torch
+
+    from handcli.variance.noise import fit_log_linear_noise
+
+    # targets divided by their mean, so the ridge shrinks the slopes towards "no effect" and not the level
+    # towards 1 m²; the level is added back to the constant
+    level = float(np.mean(squared))
+    coefficients = fit_log_linear_noise(torch.as_tensor(np.asarray(design, np.float64)),
+                                        torch.as_tensor(squared / level), ridge).numpy().copy()
+    coefficients[-1] += np.log(level)
+    return coefficients
 
 
 def along_ray_variance(keypoints3d: np.ndarray, var_root: np.ndarray) -> np.ndarray:
