@@ -1,6 +1,6 @@
 """Calibration of the variance maps on the video benchmark and on the keypoint protocol (docs/results.md).
 
-    .venv/bin/python scripts/variance_bench.py --split test --write-docs --plot docs/images/variance_calibration_video.png
+    .venv/bin/python scripts/variance_bench.py --split test --clips 27 --null-draws 100 --write-docs --plot docs/images/variance_calibration_video.png
     .venv/bin/python scripts/variance_bench.py --keypoints --subjects 4 --write-docs --plot docs/images/variance_calibration_fpha.png
 
 Video: for every clip of a split whose estimate and refine outputs the video benchmark cached
@@ -8,7 +8,8 @@ Video: for every clip of a split whose estimate and refine outputs the video ben
 computes it (observations: the estimate; target: the refined motion) and set against the refined motion's
 errors on the track the shared scorer picks: coverage of the nominal 50 % / 90 % radii, observed / predicted RMS
 overall and per decile of predicted variance, and AUSE (handcli.variance.calibration), per camera situation and
-per distance. Keypoints: FPHA sequences corrupted with ../shared/bench/handeval_dev.py's dev protocol, refined
+per distance; with --null-draws, beside each measure the range that exactly calibrated maps would show on the
+same clips (their errors are mostly one offset per clip, so a few clips scatter widely). Keypoints: FPHA sequences corrupted with ../shared/bench/handeval_dev.py's dev protocol, refined
 with variance (keypoints only, so the refiner's own variance alone), scored the same way.
 """
 
@@ -23,11 +24,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from handcli.videobench import SITUATIONS  # noqa: E402
 DISTANCE_BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 10.0))  # metres to the hand's centre
 
 
-def video_rows(split: str, tag: str, config) -> list[dict]:
-    """Per clip: situation, distances (N,), errors (N, 21) metres, var_joints (N, 21), var_root (N, 3, 3)."""
+def video_rows(split: str, tag: str, config, clips_per_situation: int | None = None) -> list[dict]:
+    """Per clip: situation, distances (N,), errors (N, 21) metres, var_joints (N, 21), var_root (N, 3, 3), fps;
+    of the split's first `clips_per_situation` clips per situation (clip index < 3 x that), or all cached."""
     from handcli.artifacts import load_artifact
     from handcli.stages.variance import compute_variance
     from handcli.videobench.scoring import load_videoscore
@@ -37,6 +41,8 @@ def video_rows(split: str, tag: str, config) -> list[dict]:
     split_dir = REPO / ".bench-video" / split
     rows = []
     for clip, refined in clip_errors(vs, split_dir, tag, "refine"):
+        if clips_per_situation is not None and int(clip.clip[4:]) >= len(SITUATIONS) * clips_per_situation:
+            continue
         estimate = load_artifact(split_dir / tag / f"{clip.clip}_estimate.npz")
         maps = compute_variance(estimate, refined, config)
         h, frames = clip.track, clip.frames
@@ -44,7 +50,7 @@ def video_rows(split: str, tag: str, config) -> list[dict]:
         rows.append({"clip": clip.clip, "situation": clip.situation, "distance": np.linalg.norm(centre, axis=-1),
                      "errors": np.linalg.norm(clip.errors, axis=-1), "var_joints": maps.var_joints[h, frames],
                      "var_root": None if maps.var_root is None else maps.var_root[h, frames],
-                     "seconds": sum(maps.timings.values())})
+                     "fps": float(refined.fps), "seconds": sum(maps.timings.values())})
     return rows
 
 
@@ -92,20 +98,51 @@ def groups(rows: list[dict]) -> list[tuple[str, dict]]:
     return out
 
 
-def table(summaries: list[tuple[str, dict]]) -> str:
+def null_ranges(rows: list[dict], draws: int, seed: int = 0) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per set of `groups`: the 5-95 % range of each measure over `draws` splits whose errors were drawn from
+    the maps themselves (handcli.variance.calibration.calibrated_error_draw, with the calibration file's time
+    structure): what exactly calibrated maps would show on these clips."""
+    from handcli.variance.calibration import calibrated_error_draw
+    from handcli.variance.estimate import VarianceCalibration
+
+    calibration = VarianceCalibration.load()
+    rng = np.random.default_rng(seed)
+    measures = ("coverage50", "coverage90", "rms_ratio", "decile_ratio_min", "decile_ratio_max")
+    values: dict[str, list[list[float]]] = {}
+    for _ in range(draws):
+        drawn = [{**r, "errors": np.where(np.isfinite(r["errors"]), calibrated_error_draw(
+            r["var_joints"], r["var_root"], r["fps"], rng, calibration.correlation_frames,
+            calibration.constant_root, calibration.constant_articulation), np.nan)} for r in rows]
+        for label, s in groups(drawn):
+            values.setdefault(label, []).append([s[m] for m in measures])
+    return {label: {m: tuple(np.percentile(np.array(v)[:, i], [5, 95])) for i, m in enumerate(measures)}
+            for label, v in values.items()}
+
+
+def table(summaries: list[tuple[str, dict]], null: dict | None = None) -> str:
     def verdict(value, low, high):
         return "" if low <= value <= high else " ✗"
+
+    def spread(label, measure, scale=1.0, digits=0):
+        if null is None or label not in null:
+            return ""
+        low, high = null[label][measure]
+        return f" ({scale * low:.{digits}f}–{scale * high:.{digits}f})"
 
     lines = ["| set | frames | joints | coverage 50 % | coverage 90 % | observed / predicted RMS | decile ratios "
              "(min–max) | AUSE / random |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for label, s in summaries:
         lines.append(f"| {label} | {s['frames']} | {s['joints']} | {100 * s['coverage50']:.1f}"
-                     f"{verdict(s['coverage50'], 0.43, 0.57)} | {100 * s['coverage90']:.1f}"
-                     f"{verdict(s['coverage90'], 0.83, 0.97)} | {s['rms_ratio']:.2f}"
-                     f"{verdict(s['rms_ratio'], 0.8, 1.25)} | {s['decile_ratio_min']:.2f}–{s['decile_ratio_max']:.2f}"
-                     f"{verdict(s['decile_ratio_min'], 0.8, 1.25) or verdict(s['decile_ratio_max'], 0.8, 1.25)} | "
-                     f"{s['relative']:.2f} |")
+                     f"{verdict(s['coverage50'], 0.43, 0.57)}{spread(label, 'coverage50', 100)} | "
+                     f"{100 * s['coverage90']:.1f}{verdict(s['coverage90'], 0.83, 0.97)}"
+                     f"{spread(label, 'coverage90', 100)} | {s['rms_ratio']:.2f}"
+                     f"{verdict(s['rms_ratio'], 0.8, 1.25)}{spread(label, 'rms_ratio', digits=2)} | "
+                     f"{s['decile_ratio_min']:.2f}–{s['decile_ratio_max']:.2f}"
+                     f"{verdict(s['decile_ratio_min'], 0.8, 1.25) or verdict(s['decile_ratio_max'], 0.8, 1.25)}"
+                     + ("" if null is None or label not in null else
+                        f" ({null[label]['decile_ratio_min'][0]:.2f}–{null[label]['decile_ratio_max'][1]:.2f})")
+                     + f" | {s['relative']:.2f} |")
     return "\n".join(lines)
 
 
@@ -149,11 +186,19 @@ def main() -> None:
     parser.add_argument("--input-draws", type=int, default=VarianceConfig.input_draws)
     parser.add_argument("--before", action="store_true", help="the maps as they were before #8: the refiner's "
                         "own variance, uncalibrated (laplace_scale 1, no input draws)")
+    parser.add_argument("--clips", type=int, default=None,
+                        help="video: the split's first N clips per situation (default: every clip cached)")
+    parser.add_argument("--null-draws", type=int, default=0,
+                        help="video: beside each measure, its 5-95 %% range over this many draws of errors from the "
+                             "maps themselves (what exactly calibrated maps would show on these clips)")
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
+    if args.keypoints and (args.null_draws or args.clips):
+        parser.error("--null-draws and --clips are for the video benchmark")
+    null = None
     if args.keypoints:
         subjects = [int(s) for s in args.subjects.split(",")]
         rows = keypoint_rows(subjects, args.every, args.seed, 1.0 if args.before else None)
@@ -165,18 +210,24 @@ def main() -> None:
     else:
         config = (VarianceConfig(input_draws=0, laplace_scale=1.0) if args.before
                   else VarianceConfig(input_draws=args.input_draws))
-        rows = video_rows(args.split, args.tag, config)
+        rows = video_rows(args.split, args.tag, config, args.clips)
+        if args.null_draws:
+            null = null_ranges(rows, args.null_draws)
         name = f"video-{args.split}" + ("-before" if args.before else "")
         short = f"video benchmark, {args.split} split: refine --variance against the truth"
         what = (f"video benchmark {args.split} split, `{args.tag}` pipeline: {len(rows)} clips, refine output "
                 f"against the variance of `refine --variance` "
                 + ("as before #8: the refiner's own, uncalibrated)" if args.before else f"({args.input_draws} input draws)"))
     summaries = groups(rows)
-    body = table(summaries)
+    body = table(summaries, null)
     command = "`.venv/bin/python scripts/variance_bench.py " + " ".join(sys.argv[1:]) + "`"
     text = (f"Command: {command} ({time.strftime('%Y-%m-%d')}; {what}; {time.perf_counter() - started:.0f} s).\n\n"
             f"{body}\n\nTargets (#8): coverage 43–57 % and 83–97 %, RMS ratio and every decile's ratio 0.8–1.25 "
-            f"(✗: outside). Nominal radii as in docs/variance.md (with `var_root` when the maps have it).")
+            f"(✗: outside). Nominal radii as in docs/variance.md (with `var_root` when the maps have it)."
+            + ("" if null is None else f" In brackets: the 5–95 % range of the measure over {args.null_draws} "
+               "draws of errors from the maps themselves, with the calibration's time structure (what exactly "
+               "calibrated maps would show on these clips; for the deciles, the lowest 5 % and highest 95 % "
+               "points)."))
     print(text)
     if args.plot:
         plot(summaries, args.plot, short)

@@ -71,15 +71,15 @@ def estimate_rows(split_dir: Path, tag: str):
 
 
 def leave_one_clip_out(design: np.ndarray, squared: np.ndarray, clip_of: np.ndarray, ridge: float) -> float:
-    """Mean Gaussian log likelihood per frame of `squared` (N, C) errors under log-linear variances fitted
-    with each clip left out in turn (the constant 0.5 log 2π left off): how well the features predict
-    the size of errors on clips they were not fitted on."""
-    from handcli.variance.estimate import fit_log_linear_variance
+    """Mean Gaussian log likelihood per frame of `squared` (N, C) errors under log-linear variances fitted as
+    the calibration fits them, with each clip left out in turn (the constant 0.5 log 2π left off): how well
+    the features predict the size of errors on clips they were not fitted on."""
+    from handcli.variance.estimate import fit_log_linear_mean
 
     total = 0.0
     for clip in np.unique(clip_of):
         train, held = clip_of != clip, clip_of == clip
-        variance = np.exp(design[held] @ fit_log_linear_variance(design[train], squared[train], ridge))[:, None]
+        variance = np.exp(design[held] @ fit_log_linear_mean(design[train], squared[train], ridge))[:, None]
         total -= 0.5 * float(np.sum(np.log(variance) + squared[held] / variance))
     return total / len(design)
 

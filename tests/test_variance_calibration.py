@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from handcli.errors import BadInput
-from handcli.variance.calibration import ause, calibration_summary, coverage, nominal_radius, reliability_bins
+from handcli.variance.calibration import (ause, calibrated_error_draw, calibration_summary, coverage, nominal_radius,
+                                          reliability_bins)
 from handcli.variance.estimate import (FEATURES, EstimateUncertainty, VarianceCalibration, error_targets,
                                        estimate_uncertainty, fit_error_model, frame_features,
                                        sample_estimate_errors)
@@ -58,6 +59,31 @@ def test_calibration_holds_on_data_with_known_noise_and_fails_when_wrong():
     bins = reliability_bins(np.arange(100.0), np.arange(100.0), 10)
     assert len(bins) == 10 and all(abs(b["ratio"] - 1) < 1e-9 for b in bins)
     assert ause(np.arange(50.0), np.arange(50.0))["ause"] == pytest.approx(0.0)
+
+
+def test_calibrated_draws_meet_the_targets_and_their_clip_constant_part_widens_the_spread():
+    """Errors drawn from the maps themselves are calibrated by construction; with a track-constant share each
+    track holds fewer independent draws, so the measures over a few tracks scatter more."""
+    rng = np.random.default_rng(3)
+    frames, tracks = 120, 40
+    ray = np.array([0.0, 0.0, 1.0])
+    var_root = np.broadcast_to(4e-4 * np.outer(ray, ray) + 1e-5 * np.eye(3), (frames, 3, 3))
+    var_joints = np.trace(var_root, axis1=1, axis2=2)[:, None] + 3 * np.exp(rng.uniform(-12, -9, (frames, 21)))
+    pooled = np.concatenate([calibrated_error_draw(var_joints, var_root, 30.0, rng, 3.0, 0.0, 0.0)
+                             for _ in range(tracks)])
+    summary = calibration_summary(pooled, np.tile(var_joints, (tracks, 1)), np.tile(var_root, (tracks, 1, 1)))
+    assert abs(summary["coverage50"] - 0.5) < 0.04 and abs(summary["coverage90"] - 0.9) < 0.03
+    assert 0.9 < summary["rms_ratio"] < 1.1
+
+    def spread(constant: float) -> float:
+        ratios = [calibration_summary(calibrated_error_draw(var_joints, var_root, 30.0, rng, 3.0, constant, 0.0),
+                                      var_joints, var_root)["rms_ratio"] for _ in range(60)]
+        return float(np.std(ratios))
+
+    assert spread(0.9) > 2 * spread(0.0)
+    # without var_root every joint is isotropic around its own variance
+    isotropic = calibrated_error_draw(np.full((2000, 21), 3e-4), None, 30.0, rng)
+    assert abs(np.sqrt(np.mean(isotropic ** 2)) - np.sqrt(3e-4)) < 1e-3
 
 
 def synthetic_estimates(rng, tracks: int = 1, frames: int = 60):
@@ -122,6 +148,30 @@ def test_error_model_fit_recovers_known_noise():
     assert np.allclose(model.ray, truth, atol=0.1)
     assert model.side[-1] == pytest.approx(truth[-1] + np.log(0.09), abs=0.1)
     assert np.allclose(np.array(model.articulation)[:, -1], np.log(1e-4), atol=0.1)
+
+
+def test_error_model_matches_the_mean_squared_error_of_heavy_tailed_errors_and_caps_its_extrapolation():
+    """A few gross errors (a mixture, as clips whose depth is far off) must raise the predicted mean squared
+    error to the observed one overall and on each side of a feature, which the Gaussian likelihood would not."""
+    from handcli.variance.estimate import MAX_RELATIVE_ROOT_STD, FrameFeatures, fit_log_linear_mean
+
+    rng = np.random.default_rng(5)
+    frames = 20000
+    flag = rng.random(frames) < 0.5
+    design = np.stack([flag.astype(float), np.ones(frames)], 1)
+    sigma = np.where(flag, 0.02, 0.05) * np.where(rng.random(frames) < 0.05, 8.0, 1.0)  # 5 % gross errors
+    squared = (rng.standard_normal((frames, 1)) * sigma[:, None]) ** 2
+    predicted = np.exp(design @ fit_log_linear_mean(design, squared, 0.0))
+    for part in (flag, ~flag, np.ones(frames, bool)):
+        assert np.mean(predicted[part]) == pytest.approx(np.mean(squared[part]), rel=1e-3)
+    # a frame far outside the fitted range keeps a variance that means something
+    model = fit_error_model(np.ones((50, len(FEATURES))), np.full((50, 1), 1e-3), np.full((50, 2), 1e-3),
+                            np.full((50, 21, 3), 1e-4), 3.0, 0.5, 0.5, {})
+    far = np.full((1, 1, len(FEATURES)), 100.0)
+    ray = np.array([[[0.0, 0.0, 1.0]]])
+    uncertainty = estimate_uncertainty(FrameFeatures(far, ray * 0.5, np.array([[0.5]]), ray), model)
+    assert np.all(np.isfinite(uncertainty.var_root)) and np.all(np.isfinite(uncertainty.var_articulation))
+    assert np.trace(uncertainty.var_root[0, 0]) <= 3 * (MAX_RELATIVE_ROOT_STD * 0.5) ** 2 + 1e-12
 
 
 def test_error_targets_split_the_whole_hand_from_the_articulation():

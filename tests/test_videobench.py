@@ -284,6 +284,10 @@ def test_clip_choice_is_stable_across_run_sizes():
     assert clip_specs("test", root, 2, ("frontal",)) == [large[1], large[4]]
     assert all(s.sequence_name.startswith("Subject_4/") for s in large)
     assert len({s.sequence for s in large}) == len(large)
+    from handcli.errors import BadInput
+
+    with pytest.raises(BadInput, match="clips per situation"):
+        clip_specs("test", root, 1000)
 
 
 @needs_shared

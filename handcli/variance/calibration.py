@@ -123,3 +123,30 @@ def calibration_summary(errors: np.ndarray, var_joints: np.ndarray, var_root: np
             "rms_ratio": rms_ratio(squared[scored], np.asarray(var_joints, np.float64)[scored]),
             "decile_ratio_min": float(np.min(ratios)), "decile_ratio_max": float(np.max(ratios)),
             "deciles": deciles, **{f"{k}": v for k, v in ause(frame_variance, frame_squared).items()}}
+
+
+def calibrated_error_draw(var_joints: np.ndarray, var_root: np.ndarray | None, fps: float,
+                          rng: np.random.Generator, correlation_frames: float = 0.0, constant_root: float = 0.0,
+                          constant_articulation: float = 0.0) -> np.ndarray:
+    """(N, 21) metres: one track's joint error lengths drawn from the maps themselves, i.e. what an exactly
+    calibrated model's errors would look like on those frames.
+
+    var_joints: (N, 21) m², var_root: (N, 3, 3) m² or None, for N consecutive frames of one track. Each joint's
+    error is Gaussian with the contract's covariance (module docstring), and in time it has the structure
+    `handcli.variance.estimate.sample_estimate_errors` gives it (a track-constant share plus a smooth
+    fluctuation of Gaussian autocorrelation width `correlation_frames`; the calibration file's values).
+
+    Why: when most of a clip's error is one whole-hand offset, a test split of a few clips holds only a few
+    independent draws, and even exact maps scatter widely around the targets. Repeating this draw over a
+    split's clips gives the range its measures would show if the maps were right (scripts/variance_bench.py
+    --null-draws), so a miss can be told from the luck of the clips."""
+    from handcli.variance.estimate import EstimateUncertainty, sample_estimate_errors
+
+    var_joints = np.asarray(var_joints, np.float64)
+    if var_root is None:
+        var_root = np.zeros((*var_joints.shape[:-1], 3, 3))
+    var_root = np.asarray(var_root, np.float64)
+    articulation = np.maximum(var_joints - np.trace(var_root, axis1=-2, axis2=-1)[..., None], 0.0) / 3.0
+    uncertainty = EstimateUncertainty(var_root[None], articulation[None])
+    errors = sample_estimate_errors(uncertainty, correlation_frames, fps, rng, constant_root, constant_articulation)
+    return np.linalg.norm(errors[0], axis=-1)

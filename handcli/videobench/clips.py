@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from handcli.artifacts import atomic_path, file_digest
+from handcli.errors import BadInput
 from handcli.handmodels.open_hand import OPEN_HAND_PATH
 from handcli.handmodels.size import hand_length, sample_hand_length
 from handcli.render.camera import project
@@ -74,7 +75,8 @@ def clip_specs(split: str, fpha_root: str | Path, clips_per_situation: int,
             index = slot * len(SITUATIONS) + k
             if situation in situations:
                 if index >= len(order):
-                    raise ValueError(f"split {split} has only {len(order)} usable sequences")
+                    raise BadInput(f"--clips {clips_per_situation}: split {split} has only {len(order)} usable "
+                                   f"sequences, enough for {len(order) // len(SITUATIONS)} clips per situation")
                 specs.append(ClipSpec(split, index, situation, order[index], fpha_root))
     return specs
 
