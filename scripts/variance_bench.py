@@ -123,10 +123,11 @@ def table(summaries: list[tuple[str, dict]], null: dict | None = None) -> str:
     def verdict(value, low, high):
         return "" if low <= value <= high else " ✗"
 
-    def spread(label, measure, scale=1.0, digits=0):
+    def spread(label, measure, scale=1.0, digits=0, high_measure=None):
+        """' (5 %–95 %)' of the measure under exact maps (of `high_measure` for the upper end), or ''."""
         if null is None or label not in null:
             return ""
-        low, high = null[label][measure]
+        low, high = null[label][measure][0], null[label][high_measure or measure][1]
         return f" ({scale * low:.{digits}f}–{scale * high:.{digits}f})"
 
     lines = ["| set | frames | joints | coverage 50 % | coverage 90 % | observed / predicted RMS | decile ratios "
@@ -140,9 +141,8 @@ def table(summaries: list[tuple[str, dict]], null: dict | None = None) -> str:
                      f"{verdict(s['rms_ratio'], 0.8, 1.25)}{spread(label, 'rms_ratio', digits=2)} | "
                      f"{s['decile_ratio_min']:.2f}–{s['decile_ratio_max']:.2f}"
                      f"{verdict(s['decile_ratio_min'], 0.8, 1.25) or verdict(s['decile_ratio_max'], 0.8, 1.25)}"
-                     + ("" if null is None or label not in null else
-                        f" ({null[label]['decile_ratio_min'][0]:.2f}–{null[label]['decile_ratio_max'][1]:.2f})")
-                     + f" | {s['relative']:.2f} |")
+                     f"{spread(label, 'decile_ratio_min', digits=2, high_measure='decile_ratio_max')} | "
+                     f"{s['relative']:.2f} |")
     return "\n".join(lines)
 
 

@@ -17,16 +17,28 @@ import numpy as np
 from scipy.stats import chi2
 
 
-def joint_covariance_eigenvalues(var_joints: np.ndarray, var_root: np.ndarray | None = None) -> np.ndarray:
-    """Eigenvalues (..., 3) of each joint's error covariance (m²).
+def isotropic_rest(var_joints: np.ndarray, var_root: np.ndarray | None = None) -> np.ndarray:
+    """(..., 21) m² per coordinate: the contract's a = (var_joints - tr var_root) / 3, each joint's error beyond
+    the whole hand (its articulation), clipped at zero (var_joints below tr var_root counts as the root alone).
 
     var_joints: (..., 21) m²; var_root: (..., 3, 3) m² for the same leading shape without the joint axis, or
-    None. The isotropic rest is clipped at zero (var_joints below tr var_root counts as the root alone)."""
+    None (then a = var_joints / 3)."""
     var_joints = np.asarray(var_joints, np.float64)
     if var_root is None:
-        return np.repeat(var_joints[..., None] / 3.0, 3, -1)
+        return var_joints / 3.0
+    root_total = np.trace(np.asarray(var_root, np.float64), axis1=-2, axis2=-1)[..., None]
+    return np.maximum(var_joints - root_total, 0.0) / 3.0
+
+
+def joint_covariance_eigenvalues(var_joints: np.ndarray, var_root: np.ndarray | None = None) -> np.ndarray:
+    """Eigenvalues (..., 3) of each joint's error covariance (m²), var_root + `isotropic_rest` · I.
+
+    var_joints: (..., 21) m²; var_root: (..., 3, 3) m² for the same leading shape without the joint axis, or
+    None."""
+    rest = isotropic_rest(var_joints, var_root)  # (..., 21)
+    if var_root is None:
+        return np.repeat(rest[..., None], 3, -1)
     root = np.linalg.eigvalsh(np.asarray(var_root, np.float64))  # (..., 3)
-    rest = np.maximum(var_joints - root.sum(-1)[..., None], 0.0) / 3.0  # (..., 21)
     return root[..., None, :] + rest[..., None]
 
 
@@ -142,11 +154,8 @@ def calibrated_error_draw(var_joints: np.ndarray, var_root: np.ndarray | None, f
     --null-draws), so a miss can be told from the luck of the clips."""
     from handcli.variance.estimate import EstimateUncertainty, sample_estimate_errors
 
-    var_joints = np.asarray(var_joints, np.float64)
-    if var_root is None:
-        var_root = np.zeros((*var_joints.shape[:-1], 3, 3))
-    var_root = np.asarray(var_root, np.float64)
-    articulation = np.maximum(var_joints - np.trace(var_root, axis1=-2, axis2=-1)[..., None], 0.0) / 3.0
+    articulation = isotropic_rest(var_joints, var_root)
+    var_root = np.zeros((*articulation.shape[:-1], 3, 3)) if var_root is None else np.asarray(var_root, np.float64)
     uncertainty = EstimateUncertainty(var_root[None], articulation[None])
     errors = sample_estimate_errors(uncertainty, correlation_frames, fps, rng, constant_root, constant_articulation)
     return np.linalg.norm(errors[0], axis=-1)

@@ -192,8 +192,8 @@ def _wobble(signal: np.ndarray, fps: float) -> np.ndarray:
 
     Why: where the estimate's depth (or its size in the image) jumps about from frame to frame, the image did
     not pin it down, and its error is large and heavy-tailed (egocentric views: docs/results.md). On the
-    video benchmark's tuning split the two raise the leave-one-clip-out likelihood of the whole hand's error
-    along the ray and across it (scripts/variance_calibrate.py)."""
+    video benchmark's tuning split the two lower the leave-one-clip-out Poisson deviance of the whole hand's
+    error along the ray and across it (docs/variance.md, "The per-frame estimate's uncertainty")."""
     from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
     smooth = max(WOBBLE_SMOOTH_SECONDS * fps, 0.5)
