@@ -48,6 +48,11 @@ _PRIOR = typer.Option("lifter", "--prior", help="The image fit's articulation pr
                       "learned lifter of MediaPipe's 2D keypoints and world landmarks) or landmarks (MediaPipe's "
                       "world landmarks alone; docs/hand_models.md).")
 
+# adults' hands run 0.15-0.22 m (docs/hand_models.md); the bounds leave room for children and large hands
+_HAND_LENGTH = typer.Option(None, "--hand-length", min=0.08, max=0.3, help="The hand's length in metres, wrist "
+                            "crease to middle fingertip, if known (default: the adult mean, 0.1815). One view "
+                            "has no size cue: a hand 10 % smaller than assumed is placed 10 % too far.")
+
 
 def _lifter_share(prior: str) -> float:
     """--prior -> EstimateConfig.lifter_share."""
@@ -204,6 +209,7 @@ def run(
     seed: int = _SEED,
     image_fit: bool = _IMAGE_FIT,
     prior: str = _PRIOR,
+    hand_length: Optional[float] = _HAND_LENGTH,
     fps: Optional[float] = _FPS,
     with_variance: bool = typer.Option(True, "--variance/--no-variance", help="Also the variance maps "
                                        "(var_joints, ...; default) or stop after refine."),
@@ -220,8 +226,9 @@ def run(
 
         _check_output_path(out)
         config = _run_config(focal=focal, fov=fov, fps=fps, workers=workers, hand_model=hand_model,
-                             mano_dir=mano_dir, device=device, image_fit=image_fit, prior=prior, seed=seed,
-                             with_variance=with_variance, render=render, skeleton=skeleton, force=force)
+                             mano_dir=mano_dir, device=device, image_fit=image_fit, prior=prior,
+                             hand_length=hand_length, seed=seed, with_variance=with_variance, render=render,
+                             skeleton=skeleton, force=force)
         cache = work_dir or (out.parent / ".handcli-cache")
         with _stage_progress() as tick:
             result, records = stage.run_video(video, cache, config, progress=tick, notify=_warn)
@@ -255,6 +262,7 @@ def batch(
     seed: int = _SEED,
     image_fit: bool = _IMAGE_FIT,
     prior: str = _PRIOR,
+    hand_length: Optional[float] = _HAND_LENGTH,
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Stage cache shared by the videos "
                                             "(default: DIR/.handcli-cache, a folder per video)."),
     verbose: bool = _VERBOSE,
@@ -272,8 +280,8 @@ def batch(
         config = BatchConfig(out_dir=out_dir, engine=engine, jobs=jobs, address=address, work_dir=work_dir,
                              run=_run_config(focal=focal, fov=fov, fps=fps, workers=detect_workers,
                                              hand_model=hand_model, mano_dir=mano_dir, device=device,
-                                             image_fit=image_fit, prior=prior, seed=seed,
-                                             with_variance=with_variance,
+                                             image_fit=image_fit, prior=prior, hand_length=hand_length,
+                                             seed=seed, with_variance=with_variance,
                                              render=out_dir / "overlay.mp4" if render else None,
                                              skeleton=False, force=None))
         with _stage_progress() as tick:
@@ -291,8 +299,8 @@ def batch(
     _guarded(action, verbose)
 
 
-def _run_config(*, focal, fov, fps, workers, hand_model, mano_dir, device, image_fit, prior, seed, with_variance,
-                render, skeleton, force):
+def _run_config(*, focal, fov, fps, workers, hand_model, mano_dir, device, image_fit, prior, hand_length, seed,
+                with_variance, render, skeleton, force):
     """The RunConfig of `run` (and of each video of `batch`) from the command's options."""
     from handcli.stages.detect import DetectConfig
     from handcli.stages.estimate import EstimateConfig
@@ -304,7 +312,7 @@ def _run_config(*, focal, fov, fps, workers, hand_model, mano_dir, device, image
     return RunConfig(
         detect=DetectConfig(focal=focal, fov=fov, min_frames=2, fps=fps, workers=workers),
         estimate=EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit,
-                                lifter_share=_lifter_share(prior)),
+                                lifter_share=_lifter_share(prior), hand_length=hand_length),
         refine=RefineConfig(device=device, seed=seed, hand_model=hand_model, mano_dir=mano_dir),
         # the chain runs one stage at a time, so the variance stage may use both cores of a small machine
         variance=VarianceConfig(threads=min(2, os.cpu_count() or 1)) if with_variance else None,
@@ -350,6 +358,7 @@ def estimate(
     device: str = _DEVICE,
     image_fit: bool = _IMAGE_FIT,
     prior: str = _PRIOR,
+    hand_length: Optional[float] = _HAND_LENGTH,
     verbose: bool = _VERBOSE,
 ) -> None:
     """Fit the hand model per frame (pose, orientation, translation; one shape per track)."""
@@ -359,7 +368,7 @@ def estimate(
 
         _check_output_path(out)
         config = stage.EstimateConfig(hand_model=hand_model, mano_dir=mano_dir, device=device, image_fit=image_fit,
-                                      lifter_share=_lifter_share(prior))
+                                      lifter_share=_lifter_share(prior), hand_length=hand_length)
         _write_stage_result(stage.estimate_file(input, config), out, "estimate")
 
     _guarded(action, verbose)

@@ -43,6 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="override an EstimateConfig field (repeatable; int/float/bool/str)")
     parser.add_argument("--refine-set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a RefineConfig field (repeatable)")
+    parser.add_argument("--true-hand-length", action="store_true",
+                        help="give each clip's estimate its rendered hand's true length (EstimateConfig.hand_length, "
+                             "handcli run --hand-length): a user who knows their hand size; use its own --tag")
     parser.add_argument("--work-dir", type=Path, default=REPO / ".bench-video")
     parser.add_argument("--json", type=Path, default=None, help="per-clip rows + pooled table as JSON")
     parser.add_argument("--write-docs", action="store_true",
@@ -107,8 +110,11 @@ def run(args, situations, vs, started: float) -> int:
         video, truth, reused = clipset.ensure_clip(spec, split_dir, model, pool, args.backend, say)
         rendered += not reused
         t1 = time.perf_counter()
+        # --true-hand-length: what a user who measured their hand gets (handcli run --hand-length)
+        clip_estimate = ({**estimate_overrides, "hand_length": float(truth["params"]["hand_length"])}
+                         if args.true_hand_length else estimate_overrides)
         artifacts, hits = pipeline.run_clip(video, truth["params"]["focal"], spec.name, split_dir, args.tag,
-                                            estimate_overrides, refine_overrides, args.force)
+                                            clip_estimate, refine_overrides, args.force)
         computed += sum(not hit for hit in hits.values())
         t2 = time.perf_counter()
         scores = scoring.score_clip(vs, truth, artifacts)

@@ -22,6 +22,9 @@ def test_usage_error_is_one_line_and_exit_2():
     assert_one_line_error(run_cli("no-such-command"), 2, "No such command")
     assert_one_line_error(run_cli("refine", "--input", "x.npz", "--out", "y.npz", "--samples", "0"), 2, "--samples")
     assert_one_line_error(run_cli("train", "--steps", "0"), 2, "--steps")
+    # metres: 0.9 is no hand (a length in mm or a typo), refused before anything runs
+    assert_one_line_error(run_cli("estimate", "--input", "x.npz", "--out", "y.npz", "--hand-length", "0.9"), 2,
+                          "--hand-length")
     assert run_cli("--help").returncode == 0
 
 

@@ -169,6 +169,17 @@ def test_a_smaller_hand_than_the_prior_is_placed_proportionally_nearer(model, ze
     assert abs(ratio - 1 / 0.9) < 0.02
 
 
+def test_a_given_hand_length_places_a_smaller_hand_at_its_depth(model, zero_offsets):
+    """What --hand-length is for: the same 10 % smaller hand, its length given, lands at its true depth."""
+    truth, _ = true_hand(model, 0.5, seed=6, length=0.9 * HAND_LENGTH_MEAN_M)
+    keypoints2d, world = detector_view(truth, np.random.default_rng(5))
+    fitted = fit_to_image(model, world[None], keypoints2d[None], np.ones((1, NUM_FRAMES), bool), np.array([True]),
+                          K, 30.0, ImageFitConfig(landmark_offsets=zero_offsets, lifter_share=0.0,
+                                                  hand_length=0.9 * HAND_LENGTH_MEAN_M)).keypoints3d_fit[0]
+    ratio = np.median(fitted[..., 2].mean(-1) / truth[..., 2].mean(-1))
+    assert abs(ratio - 1.0) < 0.02
+
+
 def test_solve_offsets_recovers_a_known_landmark_convention():
     rng = np.random.default_rng(0)
     n = 400
@@ -247,7 +258,15 @@ def test_cli_estimate_fits_the_image_or_the_keypoints_as_asked(model, tmp_path):
         assert meta["fit"] == fit and meta["config"]["lifter_share"] == share
     fits = [load_artifact(tmp_path / f"{name}_out.npz").keypoints3d for name in ("image", "landmarks")]
     assert not np.allclose(fits[0], fits[1])  # the two priors are two different fits
-    for options in (["--input", str(tmp_path / "missing.npz")], ["--input", str(source), "--prior", "mediapipe"]):
+    # --hand-length sizes the image fit's hand (and is part of the recorded config)
+    sized = tmp_path / "sized_out.npz"
+    result = runner.invoke(app, ["estimate", "--input", str(source), "--out", str(sized), "--hand-length", "0.17"])
+    assert result.exit_code == 0, result.output
+    assert load_artifact(sized).meta["config"]["hand_length"] == 0.17
+    assert np.isclose(np.median(hand_length(load_artifact(sized).keypoints3d[0].astype(np.float64))), 0.17, rtol=0.01)
+    for options in (["--input", str(tmp_path / "missing.npz")], ["--input", str(source), "--prior", "mediapipe"],
+                    ["--input", str(source), "--hand-length", "0.17", "--no-image-fit"],  # it would be ignored
+                    ["--input", str(bare), "--hand-length", "0.17"]):
         result = runner.invoke(app, ["estimate", *options, "--out", str(tmp_path / "x.npz")])
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "x.npz").exists()

@@ -36,6 +36,9 @@ class EstimateConfig:
     lifter_share: float = 1.0
     lifter_depth_weight: float = 1.0  # weight of the lifter's depth in the image fit (ImageFitConfig.depth_weight)
     lifter_depth_seconds: float = 0.1  # its smoothing over time (ImageFitConfig.depth_smooth_seconds)
+    # the hand's length in metres (wrist to middle fingertip), when the user knows it: one image has no size
+    # cue, so every hand is otherwise given the adult mean (181.5 mm) and one 10 % smaller is placed 10 % too far
+    hand_length: float | None = None
 
 
 def can_fit_image(artifact: Artifact) -> bool:
@@ -59,13 +62,18 @@ def estimate(artifact: Artifact, config: EstimateConfig) -> Artifact:
     model = load_hand_model(config.hand_model, config.mano_dir)
     started = time.perf_counter()
     method = "image" if config.image_fit and can_fit_image(artifact) else "keypoints3d"
+    if config.hand_length is not None and method != "image":
+        # the 3D fit takes its size from the input's keypoints: a length given for it would be silently ignored
+        raise BadInput("--hand-length needs the image fit: an input with 2D keypoints, world landmarks and "
+                       "intrinsics (anything from handcli detect), without --no-image-fit")
     if method == "image":
         from handcli.fitting.image import ImageFitConfig, fit_to_image
 
+        sizing = {} if config.hand_length is None else {"hand_length": float(config.hand_length)}
         fit = fit_to_image(model, artifact.world_landmarks, artifact.keypoints2d, artifact.valid, artifact.is_right,
                            artifact.K, artifact.fps, ImageFitConfig(
                                lifter_share=config.lifter_share, depth_weight=config.lifter_depth_weight,
-                               depth_smooth_seconds=config.lifter_depth_seconds),
+                               depth_smooth_seconds=config.lifter_depth_seconds, **sizing),
                            device=str(device))
     else:
         fit = fit_keypoints(model, artifact.keypoints3d, artifact.valid, artifact.is_right,
