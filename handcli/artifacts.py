@@ -727,6 +727,15 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def stage_meta(meta: dict, stage: str) -> dict | None:
+    """The meta of the latest `stage` that made an artifact: its own `meta` or an entry of its history (newest
+    first), or None when no such stage is on record."""
+    for entry in [meta or {}, *reversed((meta or {}).get("history", []))]:
+        if isinstance(entry, dict) and entry.get("stage") == stage:
+            return entry
+    return None
+
+
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     """sha256 of a file's content (for meta input digests and cache keys)."""
     digest = hashlib.sha256()

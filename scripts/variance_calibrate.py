@@ -1,12 +1,14 @@
 """Fit weights/variance_calibration.json (card: weights/variance_calibration.md) on the two tuning splits.
 
-    .venv/bin/python scripts/variance_bench.py --split tune          # once: the refined clips' cache
+    .venv/bin/python scripts/video_bench.py --split tune --clips 27                 # once: the estimates' cache
+    .venv/bin/python scripts/video_bench.py --split tune --clips 27 --tag truelen --true-hand-length
     .venv/bin/python scripts/variance_calibrate.py [--every 2] [--out weights/variance_calibration.json]
 
 1. The per-frame estimate's uncertainty (handcli.variance.estimate): its log-linear variances fitted by
-   maximum likelihood to the estimate stage's errors on the video benchmark's tuning split (FPHA subjects 1-3
-   rendered, MediaPipe in the loop; `.bench-video/tune/default/clipNN_estimate.npz`, made by
-   `scripts/video_bench.py --split tune`), and the errors' lag-1 autocorrelation.
+   Poisson pseudo-likelihood (`fit_log_linear_mean`) to the estimate stage's errors on the video benchmark's
+   tuning split (FPHA subjects 1-3 rendered, MediaPipe in the loop; `.bench-video/tune/<tag>/clipNN_estimate.npz`
+   for each of `--tags`: the default pipeline, and the same with each clip's true hand length given, so the
+   `size_given` feature learns what a known size takes out), and the errors' time structure.
 2. laplace_scale: the refiner's own variance γ² against the refined output's squared error on the keypoint
    protocol's tuning split (FPHA subjects 1-3 corrupted with ../shared/bench/handeval_dev.py's dev protocol,
    keypoints only), the ratio mean(e²) / mean(var) over all joints and frames.
@@ -25,39 +27,46 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def estimate_rows(split_dir: Path, tag: str):
+def estimate_rows(split_dir: Path, tags: list[str]):
     """(design (N, F), ray² / d², side² / d², articulation² (N, 21, 3), time structure, clips, each frame's
-    clip index (N,)) over the split's clips. Time structure: {correlation_frames: the width w whose Gaussian autocorrelation
-    exp(-lag² / (4 w²)) fits the clip-centred relative depth error's autocorrelation at lags 1-15 (least
-    squares); constant_root, constant_articulation: the share of the squared relative depth error and of the
-    squared articulation error that the clips' means carry}."""
-    from handcli.variance.estimate import FrameFeatures, error_targets, frame_features
+    clip index (N,)) over the split's clips of every variant in `tags` (a clip's frames of every variant share
+    its index, so leaving a clip out leaves it out of all). Time structure, from the first tag alone (the
+    default pipeline): {correlation_frames: the width w whose Gaussian autocorrelation exp(-lag² / (4 w²))
+    fits the clip-centred relative depth error's autocorrelation at lags 1-15 (least squares); constant_root,
+    constant_articulation: the share of the squared relative depth error and of the squared articulation
+    error that the clips' means carry}."""
+    from handcli.variance.estimate import FrameFeatures, error_targets, frame_features, hand_length_given
     from handcli.videobench.scoring import load_videoscore
     from handcli.videobench.uncertainty import clip_errors
 
     vs = load_videoscore()
     designs, rays, sides, articulations, lags, clip_of = [], [], [], [], [], []
     shares = np.zeros(4)  # constant and total squared depth error, then the same for the articulation
-    clips = clip_errors(vs, split_dir, tag, "estimate")
-    for clip, artifact in clips:
-        h, frames = clip.track, clip.frames
-        features = frame_features(artifact.keypoints3d, artifact.keypoints2d, artifact.valid, artifact.K,
-                                  artifact.image_size, artifact.fps)
-        picked = FrameFeatures(features.design[h, frames], features.centre[h, frames],
-                               features.distance[h, frames], features.ray[h, frames])
-        truth = artifact.keypoints3d[h, frames].astype(np.float64) - clip.errors
-        ray, side, articulation = error_targets(artifact.keypoints3d[h, frames], truth, picked)
-        designs.append(picked.design)
-        rays.append(ray)
-        sides.append(side)
-        articulations.append(articulation)
-        clip_of.append(np.full(len(frames), len(clip_of)))
-        signed = np.sum(clip.errors.mean(1) * picked.ray, -1) / picked.distance  # relative depth error
-        if len(frames) > 30 and np.all(np.diff(frames) == 1):
-            lags.append(signed - signed.mean())
-        around = clip.errors - clip.errors.mean(1, keepdims=True)
-        shares += [len(signed) * signed.mean() ** 2, np.sum(signed ** 2),
-                   len(around) * np.sum(around.mean(0) ** 2), np.sum(around ** 2)]
+    names: list[str] = []
+    for tag in tags:
+        for clip, artifact in clip_errors(vs, split_dir, tag, "estimate"):
+            h, frames = clip.track, clip.frames
+            features = frame_features(artifact.keypoints3d, artifact.keypoints2d, artifact.valid, artifact.K,
+                                      artifact.image_size, artifact.fps, hand_length_given(artifact.meta))
+            picked = FrameFeatures(features.design[h, frames], features.centre[h, frames],
+                                   features.distance[h, frames], features.ray[h, frames])
+            truth = artifact.keypoints3d[h, frames].astype(np.float64) - clip.errors
+            ray, side, articulation = error_targets(artifact.keypoints3d[h, frames], truth, picked)
+            designs.append(picked.design)
+            rays.append(ray)
+            sides.append(side)
+            articulations.append(articulation)
+            if clip.clip not in names:
+                names.append(clip.clip)
+            clip_of.append(np.full(len(frames), names.index(clip.clip)))
+            if tag != tags[0]:
+                continue
+            signed = np.sum(clip.errors.mean(1) * picked.ray, -1) / picked.distance  # relative depth error
+            if len(frames) > 30 and np.all(np.diff(frames) == 1):
+                lags.append(signed - signed.mean())
+            around = clip.errors - clip.errors.mean(1, keepdims=True)
+            shares += [len(signed) * signed.mean() ** 2, np.sum(signed ** 2),
+                       len(around) * np.sum(around.mean(0) ** 2), np.sum(around ** 2)]
     autocorrelation = np.array([sum(float(np.sum(c[:-k] * c[k:])) for c in lags) /
                                 sum(float(np.sum(c ** 2)) for c in lags) for k in range(1, 16)])
     widths = np.linspace(0.5, 15.0, 291)
@@ -67,7 +76,7 @@ def estimate_rows(split_dir: Path, tag: str):
     structure = {"correlation_frames": width, "constant_root": float(shares[0] / shares[1]),
                  "constant_articulation": float(shares[2] / shares[3])}
     return (np.concatenate(designs), np.concatenate(rays), np.concatenate(sides), np.concatenate(articulations),
-            structure, [clip.clip for clip, _ in clips], np.concatenate(clip_of))
+            structure, names, np.concatenate(clip_of))
 
 
 def leave_one_clip_out(design: np.ndarray, squared: np.ndarray, clip_of: np.ndarray, ridge: float) -> float:
@@ -129,7 +138,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split-dir", type=Path, default=REPO / ".bench-video" / "tune")
-    parser.add_argument("--tag", default="default")
+    parser.add_argument("--tags", default="default,truelen",
+                        help="the benchmark variants whose estimates to fit on, comma-separated: default (the hand's "
+                             "size unknown) and truelen (video_bench.py --true-hand-length: the size given)")
     parser.add_argument("--every", type=int, default=2, help="keypoint protocol: every n-th tuning sequence")
     parser.add_argument("--seed", type=int, default=7, help="keypoint protocol corruption seed (the bench's)")
     parser.add_argument("--ridge", type=float, default=1e-2)
@@ -139,7 +150,8 @@ def main() -> None:
     parser.add_argument("--ablation", action="store_true",
                         help="only print how much each feature adds on clips left out (the features' choice)")
     args = parser.parse_args()
-    design, ray, side, articulation, structure, clips, clip_of = estimate_rows(args.split_dir, args.tag)
+    tags = [tag.strip() for tag in args.tags.split(",") if tag.strip()]
+    design, ray, side, articulation, structure, clips, clip_of = estimate_rows(args.split_dir, tags)
     if args.ablation:
         ablation(design, ray, side, articulation.reshape(len(design), -1), clip_of, args.ridge)
         return
@@ -151,7 +163,7 @@ def main() -> None:
               f"{frames} frames" if args.laplace_scale is None else "given with --laplace-scale")
     print(f"laplace_scale: {scale:.3f} ({source})")
     fitted_on = {"date": date.today().isoformat(),
-                 "estimate": f"video benchmark tuning split ({args.split_dir.name}, tag {args.tag}): "
+                 "estimate": f"video benchmark tuning split ({args.split_dir.name}, tags {', '.join(tags)}): "
                              f"{len(design)} frames of {len(clips)} clips",
                  "laplace_scale": source,
                  "command": "scripts/variance_calibrate.py " + " ".join(sys.argv[1:])}

@@ -291,3 +291,25 @@ def test_variance_stage_writes_var_root_for_inputs_from_video(tiny_weights):
     lines = describe_uncertainty(result)
     assert "along the camera ray" in lines[1] and "articulation" in lines[1]
     assert "no whole-hand covariance" in describe_uncertainty(without)[1]
+
+
+def test_a_given_hand_length_is_read_through_the_stages_and_narrows_the_depth():
+    """`size_given` comes from the estimate stage's config wherever the artifact is in the chain, and the
+    shipped calibration gives a hand of known size a narrower spread along the ray (what --hand-length buys)."""
+    from handcli.artifacts import make_meta
+    from handcli.variance.estimate import hand_length_given
+
+    sized = make_meta("estimate", config={"hand_length": 0.17})
+    unsized = make_meta("estimate", config={"hand_length": None})
+    assert hand_length_given(sized) and not hand_length_given(unsized)
+    assert hand_length_given(make_meta("variance", previous=make_meta("refine", previous=sized)))
+    assert not hand_length_given(make_meta("refine", previous=unsized)) and not hand_length_given({})
+    keypoints3d, keypoints2d, valid, K = synthetic_estimates(np.random.default_rng(9))
+    calibration = VarianceCalibration.load()
+    spreads = []
+    for given in (False, True):
+        features = frame_features(keypoints3d, keypoints2d, valid, K, None, 30.0, size_given=given)
+        assert np.all(features.design[..., FEATURES.index("size_given")] == float(given))
+        uncertainty = estimate_uncertainty(features, calibration)
+        spreads.append(np.einsum("hti,htij,htj->ht", features.ray, uncertainty.var_root, features.ray))
+    assert np.all(spreads[1] < 0.8 * spreads[0])

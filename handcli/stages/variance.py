@@ -130,11 +130,13 @@ def _estimate_part(refiner, observations: Artifact, calibration, config: Varianc
     (var_root (H, T, 3, 3) m², per-coordinate variance (H, T, 21, 3) m²), the model's covariances scaled by
     the refiner's measured gains (handcli.variance.sequence.input_gain)."""
     from handcli.diffusion.anchoring import AnchorConfig
-    from handcli.variance.estimate import estimate_uncertainty, frame_features, sample_estimate_errors
+    from handcli.variance.estimate import (estimate_uncertainty, frame_features, hand_length_given,
+                                           sample_estimate_errors)
     from handcli.variance.sequence import input_gain
 
     features = frame_features(observations.keypoints3d, observations.keypoints2d, observations.valid,
-                              observations.K, observations.image_size, observations.fps)
+                              observations.K, observations.image_size, observations.fps,
+                              hand_length_given(observations.meta))
     uncertainty = estimate_uncertainty(features, calibration)
     rng = np.random.default_rng(config.seed)
     gain = input_gain(refiner, observations.keypoints3d, observations.valid, observations.is_right,

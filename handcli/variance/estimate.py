@@ -33,7 +33,7 @@ from handcli.errors import BadInput
 DEFAULT_CALIBRATION_PATH = Path(__file__).resolve().parents[2] / "weights" / "variance_calibration.json"
 CALIBRATION_FORMAT = "handcli-variance-calibration/1"
 FEATURES = ("log_hand_px", "log_distance", "foreshortening", "fingers_away", "palm_facing", "reprojection",
-            "low_confidence", "truncation", "unobserved", "depth_wobble", "size_wobble", "constant")
+            "low_confidence", "truncation", "unobserved", "depth_wobble", "size_wobble", "size_given", "constant")
 UNOBSERVED_SECONDS = 0.5  # an interpolated frame this far from an observed one counts as fully unobserved
 TRUNCATION_MARGIN = 0.01  # keypoints within this fraction of the image's width of its border count as cut off
 # the wobble features: a signal's fluctuation around its Gaussian-smoothed self (this width) as an RMS over a
@@ -124,8 +124,17 @@ def can_describe(keypoints2d, K) -> bool:
     return keypoints2d is not None and K is not None
 
 
+def hand_length_given(meta: dict | None) -> bool:
+    """Whether the estimate behind an artifact was given the hand's length (`handcli estimate --hand-length`):
+    read from the estimate stage's config in the artifact's meta or its history."""
+    from handcli.artifacts import stage_meta
+
+    entry = stage_meta(meta or {}, "estimate")
+    return entry is not None and (entry.get("config") or {}).get("hand_length") is not None
+
+
 def frame_features(keypoints3d: np.ndarray, keypoints2d: np.ndarray, valid: np.ndarray, K: np.ndarray,
-                   image_size: np.ndarray | None, fps: float) -> FrameFeatures:
+                   image_size: np.ndarray | None, fps: float, size_given: bool = False) -> FrameFeatures:
     """Per-frame features of an estimate.
 
     keypoints3d: (H, T, 21, 3) metres, camera frame, finite (the estimate interpolates unobserved frames);
@@ -140,7 +149,9 @@ def frame_features(keypoints3d: np.ndarray, keypoints2d: np.ndarray, valid: np.n
     spread in pixels; low_confidence: 1 - the detector's confidence; truncation: fraction of projected
     keypoints at or beyond the image border; unobserved: 0 on observed frames, rising to 1 at
     UNOBSERVED_SECONDS from the nearest observed one; depth_wobble, size_wobble: how much the estimate's
-    log distance and the log of its size in pixels fluctuate over about a second (`_wobble`)."""
+    log distance and the log of its size in pixels fluctuate over about a second (`_wobble`); size_given: 1
+    when the estimate was given the hand's true length (`size_given`, `hand_length_given`), which takes the
+    hand-size share out of the depth's error."""
     keypoints3d = _held(np.asarray(keypoints3d, np.float64))
     K = np.asarray(K, np.float64)
     valid = np.asarray(valid, bool)
@@ -182,7 +193,8 @@ def frame_features(keypoints3d: np.ndarray, keypoints2d: np.ndarray, valid: np.n
     palm_facing = np.abs(np.sum(normal * ray, -1))
     design = np.stack([np.log(spread_px / 100.0), np.log(distance / 0.5), foreshortening, fingers_away, palm_facing,
                        reprojection, low_confidence, truncation, unobserved, _wobble(np.log(distance), fps),
-                       _wobble(np.log(spread_px), fps), np.ones_like(distance)], -1)
+                       _wobble(np.log(spread_px), fps), np.full_like(distance, float(size_given)),
+                       np.ones_like(distance)], -1)
     return FrameFeatures(design, centre, distance, ray)
 
 
