@@ -1,7 +1,7 @@
 """Fit weights/variance_calibration.json (card: weights/variance_calibration.md) on the two tuning splits.
 
-    .venv/bin/python scripts/video_bench.py --split tune --clips 27                 # once: the estimates' cache
-    .venv/bin/python scripts/video_bench.py --split tune --clips 27 --tag truelen --true-hand-length
+    .venv/bin/python scripts/video_bench.py --split tune --clips 45                 # once: the estimates' cache
+    .venv/bin/python scripts/video_bench.py --split tune --clips 45 --tag truelen --true-hand-length
     .venv/bin/python scripts/variance_calibrate.py [--every 2] [--out weights/variance_calibration.json]
 
 1. The per-frame estimate's uncertainty (handcli.variance.estimate): its log-linear variances fitted by
