@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from handcli import __version__
+from handcli.artifacts import stage_meta
 from handcli.inputs import load_input
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
@@ -54,8 +55,8 @@ def describe_file(path: Path) -> list[str]:
     if artifact.meta:
         lines.append(f"  stage: {artifact.meta.get('stage')}, hand model: {artifact.meta.get('hand_model')}, "
                      f"handcli {artifact.meta.get('handcli_version')}")
-    tracking = next((entry["tracking"] for entry in [artifact.meta, *reversed(artifact.meta.get("history", []))]
-                     if isinstance(entry, dict) and "tracking" in entry), None)
+    detected = stage_meta(artifact.meta, "detect")  # detect records its identities; later stages carry them
+    tracking = detected.get("tracking") if detected is not None else None
     if tracking is not None:
         links = tracking.get("links", [])
         lines.append(f"  tracking: {tracking.get('tracks_found')} fragment(s) found, {len(links)} linked, "
