@@ -5,7 +5,7 @@
     .venv/bin/python scripts/variance_calibrate.py [--every 2] [--out weights/variance_calibration.json]
 
 1. The per-frame estimate's uncertainty (handcli.variance.estimate): its log-linear variances fitted by
-   Poisson pseudo-likelihood (`fit_log_linear_mean`) to the estimate stage's errors on the video benchmark's
+   Poisson pseudo-likelihood (`fit_error_model`: along the ray above a floor) to the estimate stage's errors on the video benchmark's
    tuning split (FPHA subjects 1-3 rendered, MediaPipe in the loop; `.bench-video/tune/<tag>/clipNN_estimate.npz`
    for each of `--tags`: the default pipeline, and the same with each clip's true hand length given, so the
    `size_given` feature learns what a known size takes out), and the errors' time structure.
@@ -79,37 +79,53 @@ def estimate_rows(split_dir: Path, tags: list[str]):
             structure, names, np.concatenate(clip_of))
 
 
-def leave_one_clip_out(design: np.ndarray, squared: np.ndarray, clip_of: np.ndarray, ridge: float) -> float:
-    """Mean Gaussian log likelihood per frame of `squared` (N, C) errors under log-linear variances fitted as
-    the calibration fits them, with each clip left out in turn (the constant 0.5 log 2π left off): how well
-    the features predict the size of errors on clips they were not fitted on."""
-    from handcli.variance.estimate import fit_log_linear_mean
+def leave_one_clip_out(design: np.ndarray, squared: np.ndarray, clip_of: np.ndarray, ridge: float,
+                       floor_columns: list[int] | None = None) -> float:
+    """Mean Poisson deviance per frame of the squared errors (N, C; their row means, scaled to mean 1) against
+    the expected squared error fitted as the calibration fits it (log-linear, or above a floor over
+    `floor_columns`), with each clip left out in turn: how well the features predict the size of errors on
+    clips they were not fitted on (lower is better). The deviance is the fit's own criterion, so it judges
+    what the fit tries to get right, the mean squared error, not the Gaussian shape."""
+    from handcli.variance.estimate import fit_log_linear_mean, fit_log_linear_mean_above_floor
 
-    total = 0.0
+    target = squared.reshape(len(design), -1).mean(-1)
+    target = target / target.mean()
+    expected = np.zeros_like(target)
     for clip in np.unique(clip_of):
         train, held = clip_of != clip, clip_of == clip
-        variance = np.exp(design[held] @ fit_log_linear_mean(design[train], squared[train], ridge))[:, None]
-        total -= 0.5 * float(np.sum(np.log(variance) + squared[held] / variance))
-    return total / len(design)
+        if floor_columns is None:
+            expected[held] = np.exp(design[held] @ fit_log_linear_mean(design[train], target[train], ridge))
+        else:
+            above, floor = fit_log_linear_mean_above_floor(design[train], target[train], floor_columns, ridge)
+            expected[held] = np.exp(design[held] @ above) + np.exp(design[held] @ floor)
+    positive = np.maximum(target, 1e-300)
+    return float(np.mean(2.0 * (positive * np.log(positive / expected) - (target - expected))))
 
 
 def ablation(design, ray, side, articulation, clip_of, ridge: float) -> None:
-    """Print the leave-one-clip-out log likelihood per frame with every feature and the change with each one
-    (and the wobble pair) left out, for the whole hand's error along the ray, across it, and the articulation
-    (summed over its 63 coordinates, all sharing one variance here; the calibration fits one per joint)."""
-    from handcli.variance.estimate import FEATURES
+    """Print the leave-one-clip-out Poisson deviance per frame with every feature and the change with each
+    one (and the wobble pair) left out, for the whole hand's error along the ray (above its floor, and without
+    the floor), across it, and the articulation (pooled over its 63 coordinates; the calibration fits one
+    model per joint). Minutes: the floor's fit is refitted for every clip."""
+    from handcli.variance.estimate import FEATURES, RAY_FLOOR_FEATURES
 
-    targets = {"ray": ray, "side": side, "articulation": articulation}
-    full = {name: leave_one_clip_out(design, target, clip_of, ridge) for name, target in targets.items()}
-    print("leave-one-clip-out log likelihood per frame, all features: "
-          + ", ".join(f"{name} {value:.3f}" for name, value in full.items()))
+    def deviances(names: list[str]) -> dict:
+        kept = [FEATURES.index(name) for name in names]
+        floor = [names.index(name) for name in RAY_FLOOR_FEATURES if name in names]
+        return {"ray": leave_one_clip_out(design[:, kept], ray, clip_of, ridge, floor),
+                "ray without floor": leave_one_clip_out(design[:, kept], ray, clip_of, ridge),
+                "side": leave_one_clip_out(design[:, kept], side, clip_of, ridge),
+                "articulation": leave_one_clip_out(design[:, kept], articulation, clip_of, ridge)}
+
+    full = deviances(list(FEATURES))
+    print("leave-one-clip-out Poisson deviance per frame, all features: "
+          + ", ".join(f"{name} {value:.3f}" for name, value in full.items()), flush=True)
     # each feature alone, then the two wobble features together (each stands in for the other when one is left out)
     left_outs = [(feature,) for feature in FEATURES[:-1]] + [("depth_wobble", "size_wobble")]
     for left_out in left_outs:
-        kept = [i for i, feature in enumerate(FEATURES) if feature not in left_out]
+        change = deviances([feature for feature in FEATURES if feature not in left_out])
         print(f"  without {' + '.join(left_out):28s}" + ", ".join(
-            f"{name} {leave_one_clip_out(design[:, kept], target, clip_of, ridge) - full[name]:+.3f}"
-            for name, target in targets.items()))
+            f"{name} {change[name] - full[name]:+.3f}" for name in full), flush=True)
 
 
 def laplace_ratio(every: int, seed: int) -> tuple[float, int]:
@@ -148,7 +164,8 @@ def main() -> None:
                         help="keep this laplace_scale instead of measuring it (minutes on the keypoint protocol)")
     parser.add_argument("--out", type=Path, default=DEFAULT_CALIBRATION_PATH)
     parser.add_argument("--ablation", action="store_true",
-                        help="only print how much each feature adds on clips left out (the features' choice)")
+                        help="only print how much each feature (and the ray's floor) adds on clips left out, as "
+                             "leave-one-clip-out Poisson deviance (the features' choice; about 20 minutes)")
     args = parser.parse_args()
     tags = [tag.strip() for tag in args.tags.split(",") if tag.strip()]
     design, ray, side, articulation, structure, clips, clip_of = estimate_rows(args.split_dir, tags)

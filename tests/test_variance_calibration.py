@@ -150,6 +150,39 @@ def test_error_model_fit_recovers_known_noise():
     assert np.allclose(np.array(model.articulation)[:, -1], np.log(1e-4), atol=0.1)
 
 
+def test_ray_floor_fit_recovers_a_floor_that_depends_on_the_size_being_given():
+    """Squared errors exp(z·c) + floor(size_given), the floor 3× larger when the size is unknown (as on the
+    video benchmark, where the unknown hand size sets a relative depth error no feature predicts): the fit
+    finds both floors and the slope, and the model built from it predicts the right variance along the ray."""
+    from handcli.variance.estimate import RAY_FLOOR_FEATURES, FrameFeatures, fit_log_linear_mean_above_floor
+
+    rng = np.random.default_rng(6)
+    frames = 40000
+    column = {name: i for i, name in enumerate(FEATURES)}
+    design = np.zeros((frames, len(FEATURES)))
+    design[:, 0] = rng.normal(0.0, 1.0, frames)
+    design[:, column["size_given"]] = rng.random(frames) < 0.5
+    design[:, -1] = 1.0
+    floor = np.where(design[:, column["size_given"]] > 0, 0.02 ** 2, 0.06 ** 2)
+    expected = np.exp(np.log(0.03 ** 2) + 1.2 * design[:, 0]) + floor
+    squared = (rng.standard_normal((frames, 1)) * np.sqrt(expected)[:, None]) ** 2
+    above, fitted_floor = fit_log_linear_mean_above_floor(
+        design, squared, [column[name] for name in RAY_FLOOR_FEATURES], 1e-4)
+    assert np.sqrt(np.exp(fitted_floor[-1])) == pytest.approx(0.06, rel=0.1)
+    assert np.sqrt(np.exp(fitted_floor[-1] + fitted_floor[column["size_given"]])) == pytest.approx(0.02, rel=0.2)
+    assert above[0] == pytest.approx(1.2, abs=0.1) and np.exp(above[-1] / 2) == pytest.approx(0.03, rel=0.1)
+    assert np.count_nonzero(fitted_floor) == len(RAY_FLOOR_FEATURES)
+    model = fit_error_model(design, squared, np.full((frames, 2), 1e-4), np.full((frames, 21, 3), 1e-5), 3.0,
+                            0.5, 0.5, {}, ridge=1e-4)
+    ray = np.array([0.0, 0.0, 1.0])
+    low = design[:, 0] < -1.5  # where the floor dominates
+    uncertainty = estimate_uncertainty(FrameFeatures(design[None, low], 0.5 * ray * np.ones((1, low.sum(), 3)),
+                                                     np.full((1, low.sum()), 0.5), ray * np.ones((1, low.sum(), 3))),
+                                       model)
+    predicted = uncertainty.var_root[0, :, 2, 2] / 0.25
+    assert np.mean(predicted) == pytest.approx(np.mean(squared[low]), rel=0.1)
+
+
 def test_error_model_matches_the_mean_squared_error_of_heavy_tailed_errors_and_caps_its_extrapolation():
     """A few gross errors (a mixture, as clips whose depth is far off) must raise the predicted mean squared
     error to the observed one overall and on each side of a feature, which the Gaussian likelihood would not."""
@@ -254,7 +287,8 @@ def test_input_gain_of_the_bundled_refiner_keeps_slow_whole_hand_errors():
 
 def test_calibration_file_round_trip_and_refusal(tmp_path):
     calibration = VarianceCalibration(0.6, [0.0] * len(FEATURES), [0.0] * len(FEATURES),
-                                      [[0.0] * len(FEATURES)] * 21, 3.0, 0.5, 0.4, {"test": True})
+                                      [[0.0] * len(FEATURES)] * 21, 3.0, 0.5, 0.4, {"test": True},
+                                      [0.0] * (len(FEATURES) - 1) + [-6.0])
     calibration.save(tmp_path / "c.json")
     assert VarianceCalibration.load(tmp_path / "c.json") == calibration
     (tmp_path / "bad.json").write_text('{"format": "something else"}')

@@ -6,12 +6,19 @@ hand sits at the wrong depth along its camera ray, turned, with the fingers' art
 splits a frame's joint errors e_j (camera frame, metres) into the whole-hand part s = mean_j e_j and the
 articulation l_j = e_j - s, and gives each a log-linear variance in per-frame features z (`FEATURES`):
 
-    log σ²_ray / d²   = a_rayᵀ z     the whole-hand error along the ray to the hand (d: its distance)
+    σ²_ray / d²       = exp(a_rayᵀ z) + exp(f_rayᵀ z)   the whole-hand error along the ray to the hand
+                                                        (d: its distance), above a floor
     log σ²_side / d²  = a_sideᵀ z    each of the two directions across the ray
     log σ²_l,j        = b_jᵀ z       joint j's articulation, per coordinate (m²)
 
+The floor f_ray depends only on whether the hand's size was given (RAY_FLOOR_FEATURES): a relative depth
+error that no per-frame feature predicts, the hand's unknown size (the estimate assumes one length for
+everybody; the clip's relative depth error follows the true length's departure from it, docs/results.md). A
+log-linear variance alone put the easiest frames far below it.
+
 so var_root = d² (σ²_ray r̂r̂ᵀ + σ²_side (I - r̂r̂ᵀ)) and the joint's expected squared error is
-tr var_root + 3 σ²_l,j. The coefficients are fitted (Poisson pseudo-likelihood, `fit_log_linear_mean`, so
+tr var_root + 3 σ²_l,j. The coefficients are fitted (Poisson pseudo-likelihood, `fit_log_linear_mean` and
+`fit_log_linear_mean_above_floor`, so
 that the predicted mean squared error matches the observed one) on the video benchmark's tuning split, FPHA
 subjects 1-3 rendered with MediaPipe in the loop (`scripts/variance_calibrate.py`, card:
 weights/variance_calibration.md). Far out of the fitted range a log-linear model explodes; the variances are
@@ -31,9 +38,11 @@ import numpy as np
 from handcli.errors import BadInput
 
 DEFAULT_CALIBRATION_PATH = Path(__file__).resolve().parents[2] / "weights" / "variance_calibration.json"
-CALIBRATION_FORMAT = "handcli-variance-calibration/1"
+CALIBRATION_FORMAT = "handcli-variance-calibration/2"
 FEATURES = ("log_hand_px", "log_distance", "foreshortening", "fingers_away", "palm_facing", "reprojection",
             "low_confidence", "truncation", "unobserved", "depth_wobble", "size_wobble", "size_given", "constant")
+# the features the floor of the whole hand's variance along the ray depends on (module docstring)
+RAY_FLOOR_FEATURES = ("size_given", "constant")
 UNOBSERVED_SECONDS = 0.5  # an interpolated frame this far from an observed one counts as fully unobserved
 TRUNCATION_MARGIN = 0.01  # keypoints within this fraction of the image's width of its border count as cut off
 # the wobble features: a signal's fluctuation around its Gaussian-smoothed self (this width) as an RMS over a
@@ -77,7 +86,8 @@ class VarianceCalibration:
 
     laplace_scale: factor on the refiner's own variance γ² (its posterior was fitted on synthetic corruption
     and runs wide on real motion); ray, side (F,), articulation (21, F): coefficients of the estimate's
-    log-linear variances over FEATURES (module docstring); correlation_frames: how long the estimate's
+    log-linear variances over FEATURES (module docstring); ray_floor (F,): those of the floor under the
+    variance along the ray, zero outside RAY_FLOOR_FEATURES; correlation_frames: how long the estimate's
     errors last, the width (standard deviation, frames at 30 fps) of the Gaussian their autocorrelation
     follows, exp(-lag² / (4 w²)); constant_root, constant_articulation: the share of the whole-hand and of the
     articulation error variance that stays constant over a track (a per-clip bias: a wrong hand size, a
@@ -92,6 +102,7 @@ class VarianceCalibration:
     constant_root: float
     constant_articulation: float
     fitted_on: dict
+    ray_floor: list[float]
 
     def save(self, path: Path) -> None:
         from handcli.artifacts import atomic_path
@@ -110,8 +121,9 @@ class VarianceCalibration:
             calibration = cls(float(payload["laplace_scale"]), payload["ray"], payload["side"],
                               payload["articulation"], float(payload["correlation_frames"]),
                               float(payload["constant_root"]), float(payload["constant_articulation"]),
-                              payload.get("fitted_on", {}))
-            if np.asarray(calibration.articulation).shape != (21, len(FEATURES)):
+                              payload.get("fitted_on", {}), payload["ray_floor"])
+            if (np.asarray(calibration.articulation).shape != (21, len(FEATURES))
+                    or np.asarray(calibration.ray_floor).shape != (len(FEATURES),)):
                 raise ValueError
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise BadInput(f"{path} is not a readable {CALIBRATION_FORMAT} file over {', '.join(FEATURES)} "
@@ -255,7 +267,8 @@ def estimate_uncertainty(features: FrameFeatures, model: VarianceCalibration) ->
     design = features.design
     squared_distance = features.distance ** 2
     cap = 2.0 * np.log(MAX_RELATIVE_ROOT_STD)
-    ray_var = np.exp(np.minimum(design @ np.asarray(model.ray), cap)) * squared_distance  # (H, T) m²
+    ray_relative = np.exp(np.minimum(design @ np.asarray(model.ray), cap)) + np.exp(design @ np.asarray(model.ray_floor))
+    ray_var = np.minimum(ray_relative, MAX_RELATIVE_ROOT_STD ** 2) * squared_distance  # (H, T) m²
     side_var = np.exp(np.minimum(design @ np.asarray(model.side), cap)) * squared_distance
     outer = features.ray[..., :, None] * features.ray[..., None, :]
     var_root = ray_var[..., None, None] * outer + side_var[..., None, None] * (np.eye(3) - outer)
@@ -324,15 +337,68 @@ def error_targets(keypoints3d: np.ndarray, truth: np.ndarray, features: FrameFea
 def fit_error_model(design: np.ndarray, ray_sq: np.ndarray, side_sq: np.ndarray, articulation_sq: np.ndarray,
                     correlation_frames: float, constant_root: float, constant_articulation: float,
                     fitted_on: dict, ridge: float = 1e-2, laplace_scale: float = 1.0) -> VarianceCalibration:
-    """Coefficients from frames (N,): design (N, F), targets as `error_targets` returns, each part's log-linear
-    expected squared error by `fit_log_linear_mean`."""
+    """Coefficients from frames (N,): design (N, F) over FEATURES, targets as `error_targets` returns; the
+    ray's expected squared error log-linear above a floor (`fit_log_linear_mean_above_floor`), the others
+    log-linear (`fit_log_linear_mean`).
+
+    Why the floor only along the ray: there it lowers the leave-one-clip-out Poisson deviance on the video
+    benchmark's tuning split (2.08 to 1.62); across the ray and for the articulation it raises it (8.96 to
+    12.4, 1.12 to 1.27; docs/variance.md)."""
 
     def fit(squared: np.ndarray) -> list[float]:
         return fit_log_linear_mean(design, squared, ridge).tolist()
 
+    floor_columns = [FEATURES.index(name) for name in RAY_FLOOR_FEATURES]
+    ray, ray_floor = fit_log_linear_mean_above_floor(design, ray_sq, floor_columns, ridge)
     articulation = [fit(articulation_sq[:, j]) for j in range(articulation_sq.shape[1])]
-    return VarianceCalibration(float(laplace_scale), fit(ray_sq), fit(side_sq), articulation, float(correlation_frames),
-                               float(constant_root), float(constant_articulation), fitted_on)
+    return VarianceCalibration(float(laplace_scale), ray.tolist(), fit(side_sq), articulation,
+                               float(correlation_frames), float(constant_root), float(constant_articulation),
+                               fitted_on, ray_floor.tolist())
+
+
+def fit_log_linear_mean_above_floor(design: np.ndarray, squared: np.ndarray, floor_columns: list[int], ridge: float
+                                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(F,) coefficients c and (F,) floor coefficients f (zero outside floor_columns) with
+    exp(design @ c) + exp(design @ f) the expected squared error; squared (N, C), design (N, F), its last
+    column the constant 1 (which must be among floor_columns).
+
+    The same Poisson pseudo-likelihood as `fit_log_linear_mean` (ridge on c's slopes and on f's non-constant
+    coefficients), minimised by L-BFGS from the log-linear fit with a floor of a fifth of the mean: not convex,
+    so it starts where the log-linear model is already good. Its estimating equation for the floor's constant
+    makes the predicted mean squared error equal the observed one, weighted towards the frames the floor
+    dominates."""
+    from scipy.optimize import minimize
+
+    design = np.asarray(design, np.float64)
+    target = np.asarray(squared, np.float64).reshape(len(design), -1).mean(-1)
+    level = max(float(np.mean(target)), 1e-300)
+    target = target / level
+    rows, dims = design.shape
+    floor_design = design[:, floor_columns]
+    shrink = np.full(dims, float(ridge))
+    shrink[-1] = 0.0
+    floor_shrink = np.where(np.asarray(floor_columns) == dims - 1, 0.0, float(ridge))
+
+    def objective(parameters: np.ndarray) -> tuple[float, np.ndarray]:
+        c, f = parameters[:dims], parameters[dims:]
+        above, floor = np.exp(design @ c), np.exp(floor_design @ f)
+        mean = above + floor
+        residual = (1.0 - target / mean) / rows
+        value = np.mean(mean - target * np.log(mean)) + 0.5 * np.sum(shrink * c * c) + 0.5 * np.sum(floor_shrink * f * f)
+        gradient = np.concatenate([(residual * above) @ design + shrink * c,
+                                   (residual * floor) @ floor_design + floor_shrink * f])
+        return float(value), gradient
+
+    start_floor = np.zeros(len(floor_columns))
+    start_floor[list(floor_columns).index(dims - 1)] = np.log(0.2)
+    start = np.concatenate([fit_log_linear_mean(design, target, ridge), start_floor])
+    result = minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 5000, "gtol": 1e-10})
+    coefficients = result.x[:dims].copy()
+    floor = np.zeros(dims)
+    floor[floor_columns] = result.x[dims:]
+    coefficients[-1] += np.log(level)  # back to the targets' scale
+    floor[-1] += np.log(level)
+    return coefficients, floor
 
 
 def fit_log_linear_mean(design: np.ndarray, squared: np.ndarray, ridge: float, iterations: int = 100) -> np.ndarray:
