@@ -5,10 +5,11 @@
     .venv/bin/python scripts/variance_calibrate.py [--every 2] [--out weights/variance_calibration.json]
 
 1. The per-frame estimate's uncertainty (handcli.variance.estimate): its log-linear variances fitted by
-   Poisson pseudo-likelihood (`fit_error_model`: along the ray above a floor) to the estimate stage's errors on the video benchmark's
-   tuning split (FPHA subjects 1-3 rendered, MediaPipe in the loop; `.bench-video/tune/<tag>/clipNN_estimate.npz`
-   for each of `--tags`: the default pipeline, and the same with each clip's true hand length given, so the
-   `size_given` feature learns what a known size takes out), and the errors' time structure.
+   Poisson pseudo-likelihood (`fit_error_model`: along the ray above a floor) to the estimate stage's errors
+   on the video benchmark's tuning split (FPHA subjects 1-3 rendered, MediaPipe in the loop;
+   `.bench-video/tune/<tag>/clipNN_estimate.npz` for each of `--tags`: the default pipeline, and the same with
+   each clip's true hand length given, so the `size_given` feature learns what a known size takes out), and
+   the errors' time structure.
 2. laplace_scale: the refiner's own variance γ² against the refined output's squared error on the keypoint
    protocol's tuning split (FPHA subjects 1-3 corrupted with ../shared/bench/handeval_dev.py's dev protocol,
    keypoints only), the ratio mean(e²) / mean(var) over all joints and frames.
@@ -165,7 +166,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_CALIBRATION_PATH)
     parser.add_argument("--ablation", action="store_true",
                         help="only print how much each feature (and the ray's floor) adds on clips left out, as "
-                             "leave-one-clip-out Poisson deviance (the features' choice; about 20 minutes)")
+                             "leave-one-clip-out Poisson deviance (the features' choice; about 10 minutes)")
     args = parser.parse_args()
     tags = [tag.strip() for tag in args.tags.split(",") if tag.strip()]
     design, ray, side, articulation, structure, clips, clip_of = estimate_rows(args.split_dir, tags)

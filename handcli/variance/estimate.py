@@ -267,7 +267,8 @@ def estimate_uncertainty(features: FrameFeatures, model: VarianceCalibration) ->
     design = features.design
     squared_distance = features.distance ** 2
     cap = 2.0 * np.log(MAX_RELATIVE_ROOT_STD)
-    ray_relative = np.exp(np.minimum(design @ np.asarray(model.ray), cap)) + np.exp(design @ np.asarray(model.ray_floor))
+    ray_relative = (np.exp(np.minimum(design @ np.asarray(model.ray), cap))
+                    + np.exp(np.minimum(design @ np.asarray(model.ray_floor), cap)))
     ray_var = np.minimum(ray_relative, MAX_RELATIVE_ROOT_STD ** 2) * squared_distance  # (H, T) m²
     side_var = np.exp(np.minimum(design @ np.asarray(model.side), cap)) * squared_distance
     outer = features.ray[..., :, None] * features.ray[..., None, :]
@@ -384,7 +385,8 @@ def fit_log_linear_mean_above_floor(design: np.ndarray, squared: np.ndarray, flo
         above, floor = np.exp(design @ c), np.exp(floor_design @ f)
         mean = above + floor
         residual = (1.0 - target / mean) / rows
-        value = np.mean(mean - target * np.log(mean)) + 0.5 * np.sum(shrink * c * c) + 0.5 * np.sum(floor_shrink * f * f)
+        value = (np.mean(mean - target * np.log(mean)) + 0.5 * np.sum(shrink * c * c)
+                 + 0.5 * np.sum(floor_shrink * f * f))
         gradient = np.concatenate([(residual * above) @ design + shrink * c,
                                    (residual * floor) @ floor_design + floor_shrink * f])
         return float(value), gradient
