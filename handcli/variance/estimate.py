@@ -395,6 +395,10 @@ def fit_log_linear_mean_above_floor(design: np.ndarray, squared: np.ndarray, flo
     start_floor[list(floor_columns).index(dims - 1)] = np.log(0.2)
     start = np.concatenate([fit_log_linear_mean(design, target, ridge), start_floor])
     result = minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 5000, "gtol": 1e-10})
+    if not result.success:  # a calibration built on it should say so, not pass for a fit
+        import warnings
+
+        warnings.warn(f"the floor's fit did not converge: {result.message}", RuntimeWarning, stacklevel=2)
     coefficients = result.x[:dims].copy()
     floor = np.zeros(dims)
     floor[floor_columns] = result.x[dims:]
