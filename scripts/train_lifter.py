@@ -31,6 +31,7 @@ from handcli.handmodels.size import hand_length  # noqa: E402
 from handcli.training.lifter import (  # noqa: E402
     ErrorBank,
     LifterTrainConfig,
+    facing_cosine,
     residual_bank,
     train_lifter,
     world_error_bank,
@@ -61,14 +62,15 @@ def load_motion(subjects, every: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(train), np.concatenate(val)
 
 
-def tuning_frames(work: Path, tag: str) -> dict[str, np.ndarray]:
+def tuning_frames(work: Path, tag: str, clips: int | None = None) -> dict[str, np.ndarray]:
     """The tuning split's frames where MediaPipe found the hand: observed (N, 21, 2) pixels of the track
     videoscore scores (nearest wrist), truth (N, 21, 3) camera frame, K (N, 3, 3), is_right (N,) as detected,
     clip (N,) index; frames whose median error is over MAX_RESIDUAL hand lengths (a detection of something
-    else) are left out."""
+    else) are left out. clips: only the first this many clips of the split (None: all), so that the rest can
+    judge a lifter without having lent it their errors."""
     vs = scoring.load_videoscore()
     out: dict[str, list] = {"observed": [], "world": [], "truth": [], "K": [], "is_right": [], "clip": []}
-    for clip, truth_path in enumerate(sorted((work / "tune").glob("clip*_gt.npz"))):
+    for clip, truth_path in enumerate(sorted((work / "tune").glob("clip*_gt.npz"))[:clips]):
         detect_path = work / "tune" / tag / truth_path.name.replace("_gt.npz", "_detect.npz")
         if not detect_path.exists():
             continue
@@ -131,12 +133,17 @@ def combine(paths: list[Path], frames: dict[str, np.ndarray], out: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for field in fields(LifterTrainConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
+        if isinstance(field.default, bool):  # a switch: argparse's bool("False") would be True
+            parser.add_argument(f"--{field.name.replace('_', '-')}", action="store_true", default=field.default)
+        else:
+            parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     parser.add_argument("--every", type=int, default=1, help="use every N-th mocap frame")
     parser.add_argument("--gesture-share", type=float, default=0.3,
                         help="generated gesture frames, as a share of the FPHA frames")
     parser.add_argument("--work-dir", type=Path, default=REPO / ".bench-video")
     parser.add_argument("--tag", default="default", help="video benchmark variant whose detections to use")
+    parser.add_argument("--bank-clips", type=int, default=None,
+                        help="MediaPipe's errors from the tuning split's first N clips only (default: all)")
     parser.add_argument("--out", type=Path, default=REPO / "weights" / "lifter.pt")
     parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="PT",
                         help="instead of training: one ensemble of these trained lifters")
@@ -150,13 +157,13 @@ def main() -> int:
     config = LifterTrainConfig(**{f.name: getattr(args, f.name) for f in fields(LifterTrainConfig)})
     train_frames, val_frames = load_motion(fpha.SPLIT_SUBJECTS["tune"], args.every)
     gestures = gesture_frames(int(args.gesture_share * len(train_frames)), config.seed)
-    frames = tuning_frames(args.work_dir, args.tag)
+    frames = tuning_frames(args.work_dir, args.tag, args.bank_clips)
     # the bank pairs each frame's 2D and world-landmark errors: frames MediaPipe called a right hand (the
     # renders are right hands; a left call's landmarks are a mirrored hand, not an error to learn)
     right = frames["is_right"]
     rotation, articulation = world_error_bank(frames["world"][right], frames["truth"][right])
     bank = ErrorBank(residual_bank(frames["observed"][right], frames["truth"][right], frames["K"][right]),
-                     rotation, articulation)
+                     rotation, articulation, facing_cosine(frames["truth"][right]))
     clips = len(np.unique(frames["clip"][right]))
     print(f"motion: {len(train_frames)} FPHA + {len(gestures)} generated train / {len(val_frames)} validation "
           f"frames; 2D residual bank: {len(bank)} frames of {clips} clips, median "

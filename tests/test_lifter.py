@@ -13,10 +13,12 @@ from handcli.training.lifter import (
     ErrorBank,
     LifterTrainConfig,
     apply_world_error,
+    facing_cosine,
     make_batch,
     random_cameras,
     residual_bank,
     train_lifter,
+    view_bin,
     world_error_bank,
 )
 
@@ -78,6 +80,34 @@ def test_residual_bank_reads_errors_in_the_hands_own_image_frame():
     observed = projected + 0.1 * apparent[:, None, None] * along[:, None]
     bank = residual_bank(observed, cam, K)
     assert np.allclose(bank[..., 0], 0.1) and np.allclose(bank[..., 1], 0.0, atol=1e-9)
+
+
+def test_view_matched_draws_take_errors_from_hands_showing_the_same_side():
+    """facing_cosine is +1 for a palm turned to the camera and -1 for the back; with view_matched_errors a
+    sample draws MediaPipe's errors only from bank frames of its own view (palm, edge on, back), and where the
+    bank has none of a view, from any frame."""
+    from handcli.videobench.cameras import hand_axes
+
+    hand = synthetic_frames(1, 6)[0]
+    axes = hand_axes(hand)  # columns across, fingers, palm normal
+    # the palm normal onto -z (towards a camera at the origin looking down +z), fingers up the image
+    palm_on = np.stack([np.array([1.0, 0, 0]), np.array([0, -1.0, 0]), np.array([0, 0, -1.0])], -1) @ axes.T
+    placed = (hand - hand.mean(0)) @ palm_on.T + np.array([0.0, 0.0, 0.5])
+    back_on = np.diag([-1.0, 1.0, -1.0])  # half a turn about the fingers (the image's y axis)
+    assert facing_cosine(placed) == pytest.approx(1.0, abs=1e-6)
+    assert facing_cosine((placed - placed.mean(0)) @ back_on.T + placed.mean(0)) == pytest.approx(-1.0, abs=1e-6)
+    views = np.array([-0.9, -0.8, 0.1, 0.95])  # back, back, edge on, palm
+    bank = ErrorBank(np.zeros((4, 21, 2)), np.repeat(np.eye(3)[None], 4, 0), np.zeros((4, 21, 3)), views)
+    rng = np.random.default_rng(7)
+    samples = rng.uniform(-1, 1, 3000)
+    drawn = bank.draw(rng, samples)
+    assert np.array_equal(view_bin(views[drawn]), view_bin(samples))
+    assert set(drawn[samples < -0.3]) == {0, 1}  # both back frames are used
+    palm_only = ErrorBank(bank.image[3:], bank.rotation[3:], bank.articulation[3:], views[3:])
+    assert np.all(palm_only.draw(rng, np.array([-0.9, 0.0])) == 0)  # no back or edge-on frame: any frame
+    config = LifterTrainConfig(batch=64, view_matched_errors=True)
+    features, targets, _ = make_batch(synthetic_frames(64, 3), bank, rng, config)
+    assert torch.isfinite(features).all() and len(features) == len(targets)
 
 
 def test_batches_hold_unit_length_hands_and_their_depth():

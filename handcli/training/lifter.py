@@ -15,6 +15,9 @@ camera and projected; MediaPipe's measured 2D error is added; the network learns
 * World-landmark error, from the same frames (world_error_bank): the whole-hand rotation between the true
   shape and MediaPipe's (camera frame), and what is left per joint in the hand's own 3D frame. A sample
   draws the same frame as for its 2D error, so the two errors stay as correlated as MediaPipe makes them.
+* With view_matched_errors, that frame is drawn among those whose hand showed the camera the same side as
+  the sample's (palm, back or edge on: `view_bin`): MediaPipe's errors on a palm are not its errors on a back
+  mirrored, and edge-on views have twice the rotation error.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class LifterTrainConfig:
     situation_share: float = 0.5  # share of samples in the benchmark's situations (the rest: any orientation)
     depth_loss_weight: float = 1.0  # of the log depth ratio's L1 against the joints' mean distance
     extra_noise: float = 0.01  # Gaussian 2D noise on top of the residual, hand lengths
+    view_matched_errors: bool = False  # draw MediaPipe's errors from frames seen from the same side (above)
     seed: int = 0
 
 
@@ -67,17 +71,53 @@ def residual_bank(observed_px: np.ndarray, truth_cam: np.ndarray, K: np.ndarray)
     return local / apparent[:, None, None]
 
 
+# cosine between the palm's normal and the direction to the camera: below -EDGE_ON the camera sees the back,
+# above EDGE_ON the palm, between them the hand edge on
+EDGE_ON = 0.3
+
+
+def facing_cosine(keypoints_cam: np.ndarray) -> np.ndarray:
+    """(..., 21, 3) right hands, camera frame -> (...,) cosine between the palm's normal and the direction
+    from the hand to the camera (1: the palm faces the camera, -1: the back does)."""
+    from handcli.videobench.cameras import hand_axes
+
+    centre = keypoints_cam.mean(-2)
+    to_camera = -centre / np.maximum(np.linalg.norm(centre, axis=-1, keepdims=True), 1e-12)
+    return np.sum(hand_axes(keypoints_cam)[..., 2] * to_camera, -1)
+
+
+def view_bin(cosine: np.ndarray) -> np.ndarray:
+    """(...,) facing_cosine -> (...,) 0 back, 1 edge on, 2 palm."""
+    return np.digitize(cosine, [-EDGE_ON, EDGE_ON])
+
+
 @dataclass
 class ErrorBank:
     """MediaPipe's errors on N frames: image (N, 21, 2) residual_bank's 2D residuals; rotation (N, 3, 3) and
-    articulation (N, 21, 3) world_error_bank's world-landmark errors (hand lengths)."""
+    articulation (N, 21, 3) world_error_bank's world-landmark errors (hand lengths); view (N,) the true
+    hand's facing_cosine in that frame (None: unknown, so draws cannot match the view)."""
 
     image: np.ndarray
     rotation: np.ndarray
     articulation: np.ndarray
+    view: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.image)
+
+    def draw(self, rng: np.random.Generator, views: np.ndarray | None = None) -> np.ndarray:
+        """Indices of one bank frame per sample: at random, or with `views` (B,) the samples' facing_cosine,
+        among the frames of the same view_bin (at random where the bank has none of it)."""
+        if views is None or self.view is None:
+            return rng.integers(len(self), size=len(views) if views is not None else 1)
+        bank_bins, sample_bins = view_bin(self.view), view_bin(views)
+        drawn = rng.integers(len(self), size=len(views))
+        for which in np.unique(sample_bins):
+            pool = np.flatnonzero(bank_bins == which)
+            if len(pool):
+                samples = sample_bins == which
+                drawn[samples] = pool[rng.integers(len(pool), size=int(samples.sum()))]
+        return drawn
 
 
 def world_error_bank(world: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +178,9 @@ def make_batch(frames: np.ndarray, bank: ErrorBank, rng: np.random.Generator, co
     normalised = cam[..., :2] / cam[..., 2:3]
     length = hand_length(cam)
     scale = (length / cam.mean(1)[:, 2])[:, None, None]  # apparent hand length in normalised units
-    drawn = rng.integers(len(bank), size=len(cam))  # one MediaPipe frame's errors, 2D and 3D together
+    # one MediaPipe frame's errors, 2D and 3D together
+    drawn = (bank.draw(rng, facing_cosine(cam)) if config.view_matched_errors
+             else rng.integers(len(bank), size=len(cam)))
     noisy = normalised + np.einsum("nij,nkj->nki", image_frame(normalised), bank.image[drawn]) * scale
     noisy = noisy + rng.normal(0, config.extra_noise, noisy.shape) * scale
     targets = (cam - cam[:, :1]) / length[:, None, None]
