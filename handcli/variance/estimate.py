@@ -343,8 +343,8 @@ def fit_error_model(design: np.ndarray, ray_sq: np.ndarray, side_sq: np.ndarray,
     log-linear (`fit_log_linear_mean`).
 
     Why the floor only along the ray: there it lowers the leave-one-clip-out Poisson deviance on the video
-    benchmark's tuning split (2.08 to 1.62); across the ray and for the articulation it raises it (8.96 to
-    12.4, 1.12 to 1.27; docs/variance.md)."""
+    benchmark's tuning split (2.07 to 1.88); across the ray it raises it (8.47 to 11.64), and for the
+    articulation it changes nothing (docs/variance.md)."""
 
     def fit(squared: np.ndarray) -> list[float]:
         return fit_log_linear_mean(design, squared, ridge).tolist()
