@@ -100,11 +100,12 @@ def test_view_matched_draws_take_errors_from_hands_showing_the_same_side():
     bank = ErrorBank(np.zeros((4, 21, 2)), np.repeat(np.eye(3)[None], 4, 0), np.zeros((4, 21, 3)), views)
     rng = np.random.default_rng(7)
     samples = rng.uniform(-1, 1, 3000)
-    drawn = bank.draw(rng, samples)
+    drawn = bank.draw(rng, len(samples), samples)
     assert np.array_equal(view_bin(views[drawn]), view_bin(samples))
     assert set(drawn[samples < -0.3]) == {0, 1}  # both back frames are used
     palm_only = ErrorBank(bank.image[3:], bank.rotation[3:], bank.articulation[3:], views[3:])
-    assert np.all(palm_only.draw(rng, np.array([-0.9, 0.0])) == 0)  # no back or edge-on frame: any frame
+    assert np.all(palm_only.draw(rng, 2, np.array([-0.9, 0.0])) == 0)  # no back or edge-on frame: any frame
+    assert len(bank.draw(rng, 5)) == 5 and set(bank.draw(rng, 400)) == {0, 1, 2, 3}  # without views: any frame
     config = LifterTrainConfig(batch=64, view_matched_errors=True)
     features, targets, _ = make_batch(synthetic_frames(64, 3), bank, rng, config)
     assert torch.isfinite(features).all() and len(features) == len(targets)

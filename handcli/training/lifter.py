@@ -105,13 +105,13 @@ class ErrorBank:
     def __len__(self) -> int:
         return len(self.image)
 
-    def draw(self, rng: np.random.Generator, views: np.ndarray | None = None) -> np.ndarray:
-        """Indices of one bank frame per sample: at random, or with `views` (B,) the samples' facing_cosine,
-        among the frames of the same view_bin (at random where the bank has none of it)."""
+    def draw(self, rng: np.random.Generator, count: int, views: np.ndarray | None = None) -> np.ndarray:
+        """(count,) indices of one bank frame per sample: at random, or, given the samples' facing_cosine
+        `views` (count,), among the frames of the same view_bin (at random where the bank has none of it)."""
+        drawn = rng.integers(len(self), size=count)
         if views is None or self.view is None:
-            return rng.integers(len(self), size=len(views) if views is not None else 1)
+            return drawn
         bank_bins, sample_bins = view_bin(self.view), view_bin(views)
-        drawn = rng.integers(len(self), size=len(views))
         for which in np.unique(sample_bins):
             pool = np.flatnonzero(bank_bins == which)
             if len(pool):
@@ -179,8 +179,7 @@ def make_batch(frames: np.ndarray, bank: ErrorBank, rng: np.random.Generator, co
     length = hand_length(cam)
     scale = (length / cam.mean(1)[:, 2])[:, None, None]  # apparent hand length in normalised units
     # one MediaPipe frame's errors, 2D and 3D together
-    drawn = (bank.draw(rng, facing_cosine(cam)) if config.view_matched_errors
-             else rng.integers(len(bank), size=len(cam)))
+    drawn = bank.draw(rng, len(cam), facing_cosine(cam) if config.view_matched_errors else None)
     noisy = normalised + np.einsum("nij,nkj->nki", image_frame(normalised), bank.image[drawn]) * scale
     noisy = noisy + rng.normal(0, config.extra_noise, noisy.shape) * scale
     targets = (cam - cam[:, :1]) / length[:, None, None]
