@@ -106,6 +106,8 @@ def test_view_matched_draws_take_errors_from_hands_showing_the_same_side():
     palm_only = ErrorBank(bank.image[3:], bank.rotation[3:], bank.articulation[3:], views[3:])
     assert np.all(palm_only.draw(rng, 2, np.array([-0.9, 0.0])) == 0)  # no back or edge-on frame: any frame
     assert len(bank.draw(rng, 5)) == 5 and set(bank.draw(rng, 400)) == {0, 1, 2, 3}  # without views: any frame
+    with pytest.raises(ValueError, match="bank's views"):
+        no_error(2).draw(rng, 3, np.zeros(3))
     config = LifterTrainConfig(batch=64, view_matched_errors=True)
     features, targets, _ = make_batch(synthetic_frames(64, 3), bank, rng, config)
     assert torch.isfinite(features).all() and len(features) == len(targets)

@@ -109,8 +109,10 @@ class ErrorBank:
         """(count,) indices of one bank frame per sample: at random, or, given the samples' facing_cosine
         `views` (count,), among the frames of the same view_bin (at random where the bank has none of it)."""
         drawn = rng.integers(len(self), size=count)
-        if views is None or self.view is None:
+        if views is None:
             return drawn
+        if self.view is None:  # matching asked for and impossible: say so rather than draw at random unseen
+            raise ValueError("view-matched draws need the bank's views (ErrorBank.view)")
         bank_bins, sample_bins = view_bin(self.view), view_bin(views)
         for which in np.unique(sample_bins):
             pool = np.flatnonzero(bank_bins == which)
