@@ -27,11 +27,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from handcli.videobench import SITUATIONS  # noqa: E402
 DISTANCE_BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 10.0))  # metres to the hand's centre
+# the cameras' field of view (degrees), for maps that assumed the focal length: inside the common cameras' range
+# the assumption's error bar claims to hold (handcli.variance.estimate.COMMON_FOV_DEGREES), outside it not
+FOV_BINS = ((0.0, 60.0), (60.0, 80.0), (80.0, 180.0))
 
 
 def video_rows(split: str, tag: str, config, clips_per_situation: int | None = None) -> list[dict]:
-    """Per clip: situation, distances (N,), errors (N, 21) metres, var_joints (N, 21), var_root (N, 3, 3), fps;
-    of the split's first `clips_per_situation` clips per situation (clip index < 3 x that), or all cached."""
+    """Per clip: situation, distances (N,), errors (N, 21) metres, var_joints (N, 21), var_root (N, 3, 3), fps,
+    the camera's field of view and whether the maps assumed the focal length; of the split's first `clips_per_situation` clips per situation (clip index < 3 x that), or all cached."""
     from handcli.artifacts import load_artifact
     from handcli.stages.variance import compute_variance
     from handcli.videobench.scoring import load_videoscore
@@ -50,7 +53,8 @@ def video_rows(split: str, tag: str, config, clips_per_situation: int | None = N
         rows.append({"clip": clip.clip, "situation": clip.situation, "distance": np.linalg.norm(centre, axis=-1),
                      "errors": np.linalg.norm(clip.errors, axis=-1), "var_joints": maps.var_joints[h, frames],
                      "var_root": None if maps.var_root is None else maps.var_root[h, frames],
-                     "fps": float(refined.fps), "seconds": sum(maps.timings.values())})
+                     "fps": float(refined.fps), "seconds": sum(maps.timings.values()), "fov": clip.fov_deg,
+                     "focal_assumed": bool(maps.focal_spread)})
     return rows
 
 
@@ -81,7 +85,8 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def groups(rows: list[dict]) -> list[tuple[str, dict]]:
-    """(label, summary) per situation, per distance bin, and over everything."""
+    """(label, summary) per situation, per distance bin, per camera field of view when the maps assumed the
+    focal length, and over everything."""
     out = []
     for situation in sorted({r["situation"] for r in rows}):
         out.append((situation, summarise([r for r in rows if r["situation"] == situation])))
@@ -94,6 +99,13 @@ def groups(rows: list[dict]) -> list[tuple[str, dict]]:
                              for k, v in r.items()})
         if part:
             out.append((f"{low:.1f}-{high:.1f} m" if high < 10 else f"≥ {low:.1f} m", summarise(part)))
+    if any(r.get("focal_assumed") for r in rows):
+        for low, high in FOV_BINS:
+            part = [r for r in rows if low <= r["fov"] < high]
+            if part:
+                label = (f"camera < {high:.0f}°" if low == 0 else f"camera ≥ {low:.0f}°" if high >= 180
+                         else f"camera {low:.0f}-{high:.0f}°")
+                out.append((label, summarise(part)))
     out.append(("all", summarise(rows)))
     return out
 
@@ -155,8 +167,8 @@ def plot(summaries: list[tuple[str, dict]], path: Path, title: str) -> None:
     figure, axis = plt.subplots(figsize=(5.0, 4.4), constrained_layout=True)
     highest = 1.0
     for label, s in summaries:
-        if "m" in label and label != "all" and "-" in label or label.startswith("≥"):
-            continue  # distance bins: the table has them
+        if "m" in label and label != "all" and "-" in label or label.startswith(("≥", "camera")):
+            continue  # distance and field-of-view bins: the table has them
         predicted = [1000 * d["predicted_rms"] for d in s["deciles"]]
         observed = [1000 * d["observed_rms"] for d in s["deciles"]]
         highest = max(highest, max(predicted), max(observed))
@@ -213,7 +225,8 @@ def main() -> None:
         rows = video_rows(args.split, args.tag, config, args.clips)
         if args.null_draws:
             null = null_ranges(rows, args.null_draws)
-        name = f"video-{args.split}" + ("-before" if args.before else "")
+        name = (f"video-{args.split}" + ("" if args.tag == "default" else f"-{args.tag}")
+                + ("-before" if args.before else ""))
         short = f"video benchmark, {args.split} split: refine --variance against the truth"
         what = (f"video benchmark {args.split} split, `{args.tag}` pipeline: {len(rows)} clips, refine output "
                 f"against the variance of `refine --variance` "

@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--true-hand-length", action="store_true",
                         help="give each clip's estimate its rendered hand's true length (EstimateConfig.hand_length, "
                              "handcli run --hand-length): a user who knows their hand size; use its own --tag")
+    parser.add_argument("--assumed-focal", action="store_true",
+                        help="run the pipeline without the true focal length, as a user who gives none (detect's "
+                             "default field of view; the renders' fields of view span 45-90 degrees)")
     parser.add_argument("--work-dir", type=Path, default=REPO / ".bench-video")
     parser.add_argument("--json", type=Path, default=None, help="per-clip rows + pooled table as JSON")
     parser.add_argument("--write-docs", action="store_true",
@@ -113,7 +116,8 @@ def run(args, situations, vs, started: float) -> int:
         # --true-hand-length: what a user who measured their hand gets (handcli run --hand-length)
         clip_estimate = ({**estimate_overrides, "hand_length": float(truth["params"]["hand_length"])}
                          if args.true_hand_length else estimate_overrides)
-        artifacts, hits = pipeline.run_clip(video, truth["params"]["focal"], spec.name, split_dir, args.tag,
+        focal = None if args.assumed_focal else truth["params"]["focal"]
+        artifacts, hits = pipeline.run_clip(video, focal, spec.name, split_dir, args.tag,
                                             clip_estimate, refine_overrides, args.force)
         computed += sum(not hit for hit in hits.values())
         t2 = time.perf_counter()

@@ -347,3 +347,55 @@ def test_a_given_hand_length_is_read_through_the_stages_and_narrows_the_depth():
         uncertainty = estimate_uncertainty(features, calibration)
         spreads.append(np.einsum("hti,htij,htj->ht", features.ray, uncertainty.var_root, features.ray))
     assert np.all(spreads[1] < 0.8 * spreads[0])
+
+
+def test_an_assumed_focal_length_adds_its_depth_error_along_the_ray_only():
+    """Without --focal or --fov the hand's distance carries the assumed field of view's error: exactly
+    s² d² along the ray, nothing across it or in the articulation; read from detect's config anywhere in the
+    chain."""
+    from handcli.artifacts import make_meta
+    from handcli.variance.estimate import assumed_focal_spread, focal_given
+
+    assert focal_given(make_meta("detect", config={"focal": 900.0, "fov": None}))
+    assert focal_given(make_meta("variance", previous=make_meta("refine", previous=make_meta(
+        "estimate", previous=make_meta("detect", config={"focal": None, "fov": 70.0})))))
+    assert not focal_given(make_meta("estimate", previous=make_meta("detect", config={"focal": None, "fov": None})))
+    assert not focal_given({}) and not focal_given(make_meta("import"))
+    # the camera's field of view is the assumed one: no error; 90 degrees against an assumed 60: depth
+    # tan 45° / tan 30° times too far
+    assert assumed_focal_spread((60.0, 60.0), 60.0) < 1e-12
+    assert abs(assumed_focal_spread((90.0, 90.0), 60.0) - (1.0 / np.tan(np.radians(30.0)) - 1.0)) < 1e-9
+    assert 0.0 < assumed_focal_spread((70.0, 70.0), 60.0) < assumed_focal_spread((60.0, 90.0), 60.0)
+    keypoints3d, keypoints2d, valid, K = synthetic_estimates(np.random.default_rng(3))
+    features = frame_features(keypoints3d, keypoints2d, valid, K, None, 30.0)
+    calibration = VarianceCalibration.load()
+    given, assumed = (estimate_uncertainty(features, calibration, spread) for spread in (0.0, 0.3))
+    added = assumed.var_root - given.var_root
+    expected = (0.3 * features.distance) ** 2
+    assert np.allclose(np.einsum("hti,htij,htj->ht", features.ray, added, features.ray), expected, rtol=1e-9)
+    assert np.allclose(np.trace(added, axis1=-2, axis2=-1), expected, rtol=1e-9)  # nothing across the ray
+    assert np.array_equal(assumed.var_articulation, given.var_articulation)
+
+
+def test_the_variance_stage_widens_the_depth_when_the_focal_length_was_assumed(tiny_weights):
+    from handcli.artifacts import Artifact, make_meta
+    from handcli.stages.info import describe_uncertainty
+    from handcli.stages.variance import VarianceConfig, variance
+
+    weights, posterior = tiny_weights
+    keypoints3d, keypoints2d, valid, K = synthetic_estimates(np.random.default_rng(9), frames=40)
+    results = []
+    for focal in (800.0, None):
+        meta = make_meta("estimate", previous=make_meta("detect", config={"focal": focal, "fov": None}))
+        artifact = Artifact(keypoints3d.astype(np.float32), valid, np.array([True]), fps=30.0,
+                            keypoints2d=keypoints2d.astype(np.float32), K=K.astype(np.float32),
+                            image_size=np.array([640, 480]), meta=meta)
+        results.append(variance(artifact, VarianceConfig(weights=weights, laplace=posterior, samples=3, device="cpu",
+                                                         input_draws=4)))
+    known, assumed = results
+    assert known.meta["focal_spread"] == 0.0 and assumed.meta["focal_spread"] > 0.1
+    ray = keypoints3d.mean(2) / np.linalg.norm(keypoints3d.mean(2), axis=-1, keepdims=True)
+    along = [np.einsum("hti,htij,htj->ht", ray, r.var_root.astype(np.float64), ray) for r in results]
+    assert np.all(along[1] > along[0] + 0.5 * (assumed.meta["focal_spread"] * 0.5) ** 2)
+    assert not any("focal length was assumed" in line for line in describe_uncertainty(known))
+    assert any("focal length was assumed" in line for line in describe_uncertainty(assumed))

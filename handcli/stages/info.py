@@ -101,4 +101,11 @@ def describe_uncertainty(artifact) -> list[str]:
         else:
             lines.append(f"    track {h}: ±{1000 * np.median(np.sqrt(joints.mean(1))):.0f} mm per joint (no "
                          "whole-hand covariance: the input had no 2D keypoints and intrinsics)")
+    if artifact.var_root is not None:
+        from handcli.variance.estimate import assumed_focal_spread, focal_given
+
+        if not focal_given(artifact.meta):
+            lines.append(f"    the camera's focal length was assumed, which alone makes the distance uncertain by "
+                         f"±{100 * assumed_focal_spread():.0f} % (included above); give detect --focal or --fov "
+                         "to narrow it")
     return lines

@@ -61,6 +61,9 @@ class VarianceMaps:
     var_root: np.ndarray | None  # (H, T, 3, 3) m², when the estimate's uncertainty was described
     timings: dict
     hand_model: str  # the model the vertex and force maps were computed with
+    # relative depth error added along the ray for an assumed focal length (0: the camera's was given; None:
+    # the estimate's uncertainty was not described)
+    focal_spread: float | None = None
 
 
 def observations_of(artifact: Artifact) -> Artifact:
@@ -107,10 +110,10 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
                                    direct=not config.chain)
         timings["propagate_s"] = time.perf_counter() - started
         coordinate_variance = laplace_scale * result.variance
-        var_root = None
+        var_root, focal_spread = None, None
         if describe_input:
             started = time.perf_counter()
-            var_root, estimate_variance = _estimate_part(refiner, observations, calibration, config)
+            var_root, estimate_variance, focal_spread = _estimate_part(refiner, observations, calibration, config)
             coordinate_variance = coordinate_variance + estimate_variance
             timings["estimate_part_s"] = time.perf_counter() - started
         var_joints = joint_variance(coordinate_variance).astype(np.float32)
@@ -122,22 +125,25 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
         timings["forces_s"] = time.perf_counter() - started
     finally:
         torch.set_num_threads(previous_threads)
-    return VarianceMaps(var_joints, var_vertices, var_force, var_root, timings, name)
+    return VarianceMaps(var_joints, var_vertices, var_force, var_root, timings, name, focal_spread)
 
 
 def _estimate_part(refiner, observations: Artifact, calibration, config: VarianceConfig):
     """The per-frame estimate's uncertainty (handcli.variance.estimate) as it reaches the refined motion:
-    (var_root (H, T, 3, 3) m², per-coordinate variance (H, T, 21, 3) m²), the model's covariances scaled by
-    the refiner's measured gains (handcli.variance.sequence.input_gain)."""
+    (var_root (H, T, 3, 3) m², per-coordinate variance (H, T, 21, 3) m², the relative depth error of an
+    assumed focal length in it), the model's covariances scaled by the refiner's measured gains
+    (handcli.variance.sequence.input_gain)."""
     from handcli.diffusion.anchoring import AnchorConfig
-    from handcli.variance.estimate import (estimate_uncertainty, frame_features, hand_length_given,
-                                           sample_estimate_errors)
+    from handcli.variance.estimate import (assumed_focal_spread, estimate_uncertainty, focal_given, frame_features,
+                                           hand_length_given, sample_estimate_errors)
     from handcli.variance.sequence import input_gain
 
     features = frame_features(observations.keypoints3d, observations.keypoints2d, observations.valid,
                               observations.K, observations.image_size, observations.fps,
                               hand_length_given(observations.meta))
-    uncertainty = estimate_uncertainty(features, calibration)
+    # an assumed focal length moves the whole hand along its ray by one unknown factor (estimate module docstring)
+    focal_spread = 0.0 if focal_given(observations.meta) else assumed_focal_spread()
+    uncertainty = estimate_uncertainty(features, calibration, focal_spread)
     rng = np.random.default_rng(config.seed)
     gain = input_gain(refiner, observations.keypoints3d, observations.valid, observations.is_right,
                       observations.fps,
@@ -148,7 +154,7 @@ def _estimate_part(refiner, observations: Artifact, calibration, config: Varianc
     var_root = uncertainty.var_root * gain.root[:, None, None, None]
     articulation = uncertainty.var_articulation * gain.articulation[:, None, :]  # (H, T, 21) per coordinate
     per_coordinate = np.diagonal(var_root, axis1=-2, axis2=-1)[:, :, None, :] + articulation[..., None]
-    return var_root.astype(np.float32), per_coordinate
+    return var_root.astype(np.float32), per_coordinate, focal_spread
 
 
 def _hand_model(target: Artifact, config: VarianceConfig):
@@ -223,6 +229,7 @@ def variance(artifact: Artifact, config: VarianceConfig, notify: Callable[[str],
                "(use `handcli refine --variance` to get the refined motion with them)")
     meta = make_meta("variance", hand_model=maps.hand_model, config=_config_dict(config),
                      timings=maps.timings, previous=artifact.meta)
+    meta["focal_spread"] = maps.focal_spread
     return _with_maps(artifact, maps).replace(meta=meta)
 
 
@@ -231,7 +238,7 @@ def attach_variance(refined: Artifact, observations: Artifact, config: VarianceC
     """For `refine --variance`: the refined artifact with the maps of the refinement of `observations`."""
     maps = compute_variance(observations, refined, config, refiner, notify, posterior)
     meta = dict(refined.meta)
-    meta["variance"] = {"config": _config_dict(config), "timings": maps.timings}
+    meta["variance"] = {"config": _config_dict(config), "timings": maps.timings, "focal_spread": maps.focal_spread}
     return _with_maps(refined, maps).replace(meta=meta)
 
 

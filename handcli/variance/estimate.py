@@ -16,6 +16,12 @@ error that no per-frame feature predicts, the hand's unknown size (the estimate 
 everybody; the clip's relative depth error follows the true length's departure from it, docs/results.md). A
 log-linear variance alone put the easiest frames far below it.
 
+When the camera's focal length was not given (`handcli detect` without --focal or --fov), the estimate assumed
+detect's default field of view, and the hand's depth scales with the focal length (docs/hand_models.md): the
+whole hand sits on the right rays at the wrong distance, by the same factor in every frame. σ²_ray / d² then
+gains s_f², the mean squared relative depth error of that assumption over the fields of view of common
+cameras (`assumed_focal_spread`). The benchmark always gives the focal length, so this part is not fitted.
+
 so var_root = d² (σ²_ray r̂r̂ᵀ + σ²_side (I - r̂r̂ᵀ)) and the joint's expected squared error is
 tr var_root + 3 σ²_l,j. The coefficients are fitted (Poisson pseudo-likelihood, `fit_log_linear_mean` and
 `fit_log_linear_mean_above_floor`, so
@@ -53,6 +59,9 @@ WOBBLE_WINDOW_SECONDS = 1.0
 # anywhere between the camera and twice as far), an articulation error of half a hand's length per coordinate
 MAX_RELATIVE_ROOT_STD = 1.0
 MAX_ARTICULATION_STD = 0.1  # metres
+# the field of view across the longer image side of the cameras users film with when they do not say which:
+# phones' main cameras 65-75 degrees, webcams 60-80 (docs/detect.md)
+COMMON_FOV_DEGREES = (60.0, 80.0)
 
 
 @dataclass
@@ -143,6 +152,30 @@ def hand_length_given(meta: dict | None) -> bool:
 
     entry = stage_meta(meta or {}, "estimate")
     return entry is not None and (entry.get("config") or {}).get("hand_length") is not None
+
+
+def focal_given(meta: dict | None) -> bool:
+    """Whether the intrinsics behind an artifact are the camera's own: its detect stage ran with --focal or
+    --fov (read from the stage's config in the artifact's meta or its history). Imported artifacts carry the
+    other tool's fictitious focal length, so for them it is False too."""
+    from handcli.artifacts import stage_meta
+
+    config = (stage_meta(meta or {}, "detect") or {}).get("config") or {}
+    return config.get("focal") is not None or config.get("fov") is not None
+
+
+def assumed_focal_spread(fov_range: tuple[float, float] = COMMON_FOV_DEGREES, assumed_fov: float | None = None
+                         ) -> float:
+    """The RMS relative depth error of a hand placed with detect's default field of view (`assumed_fov`
+    degrees, default DEFAULT_FOV_DEGREES) when the camera's is anywhere in `fov_range` (uniform): the depth
+    scales with the focal length, which goes as 1 / tan(fov / 2). Bias included: the default is at the
+    narrow end of common cameras, so it places hands too far on most of them (docs/detect.md)."""
+    from handcli.detect.intrinsics import DEFAULT_FOV_DEGREES
+
+    assumed = np.radians(DEFAULT_FOV_DEGREES if assumed_fov is None else assumed_fov)
+    fov = np.radians(np.linspace(fov_range[0], fov_range[1], 1001))
+    ratio = np.tan(fov / 2) / np.tan(assumed / 2)  # estimated depth / true depth
+    return float(np.sqrt(np.mean((ratio - 1.0) ** 2)))
 
 
 def frame_features(keypoints3d: np.ndarray, keypoints2d: np.ndarray, valid: np.ndarray, K: np.ndarray,
@@ -262,13 +295,15 @@ def _nearest(frames: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return np.where(np.abs(frames - seen[before]) <= np.abs(seen[after] - frames), seen[before], seen[after])
 
 
-def estimate_uncertainty(features: FrameFeatures, model: VarianceCalibration) -> EstimateUncertainty:
-    """The model's covariances for every frame of the features."""
+def estimate_uncertainty(features: FrameFeatures, model: VarianceCalibration, focal_spread: float = 0.0
+                         ) -> EstimateUncertainty:
+    """The model's covariances for every frame of the features; focal_spread: the relative depth error of an
+    assumed focal length (`assumed_focal_spread`, 0 when the camera's was given), added along the ray."""
     design = features.design
     squared_distance = features.distance ** 2
     cap = 2.0 * np.log(MAX_RELATIVE_ROOT_STD)
     ray_relative = (np.exp(np.minimum(design @ np.asarray(model.ray), cap))
-                    + np.exp(np.minimum(design @ np.asarray(model.ray_floor), cap)))
+                    + np.exp(np.minimum(design @ np.asarray(model.ray_floor), cap)) + float(focal_spread) ** 2)
     ray_var = np.minimum(ray_relative, MAX_RELATIVE_ROOT_STD ** 2) * squared_distance  # (H, T) m²
     side_var = np.exp(np.minimum(design @ np.asarray(model.side), cap)) * squared_distance
     outer = features.ray[..., :, None] * features.ray[..., None, :]

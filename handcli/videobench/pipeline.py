@@ -126,9 +126,10 @@ def _link(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def run_clip(video: Path, focal: float, name: str, split_dir: Path, tag: str, estimate_overrides: dict,
+def run_clip(video: Path, focal: float | None, name: str, split_dir: Path, tag: str, estimate_overrides: dict,
              refine_overrides: dict, force: bool = False) -> tuple[dict[str, Artifact], dict[str, bool]]:
-    """Run (or reuse) detect, estimate and refine on one clip with the true focal length.
+    """Run (or reuse) detect, estimate and refine on one clip with the true focal length, or with focal None
+    as a user who gives none (detect's default field of view).
 
     Returns ({stage: artifact}, {stage: reused?}) for detect, estimate, refine."""
     from handcli.handmodels import hand_model_files
@@ -147,7 +148,8 @@ def run_clip(video: Path, focal: float, name: str, split_dir: Path, tag: str, es
 
     detect_key = _key({"video": file_digest(video), "config": _config_dict(detect_config),
                        "code": detect_code_digest()})
-    detect_path = split_dir / "detect" / f"{name}_detect.npz"
+    # detections with the assumed focal length have their own folder: one cache per clip and camera model
+    detect_path = split_dir / ("detect" if focal is not None else "detect_assumed_focal") / f"{name}_detect.npz"
     out["detect"], reused["detect"] = _cached(detect_path, detect_key, lambda: detect_file(video, detect_config),
                                               force)
     _link(detect_path, variant_dir / f"{name}_detect.npz")

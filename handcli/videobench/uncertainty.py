@@ -21,13 +21,15 @@ from handcli.videobench.scoring import picked_tracks, truth_arrays
 @dataclass
 class ClipErrors:
     """One clip's scored track: frames (N,) indices; errors (N, 21, 3) metres (prediction - truth);
-    situation: its camera situation; track: the track's index in the artifact."""
+    situation: its camera situation; track: the track's index in the artifact; fov_deg: the camera's field of
+    view across the longer image side (degrees)."""
 
     clip: str
     situation: str
     track: int
     frames: np.ndarray
     errors: np.ndarray
+    fov_deg: float
 
 
 def main_track(vs, artifact: Artifact, truth: dict) -> tuple[int, np.ndarray] | None:
@@ -59,5 +61,6 @@ def clip_errors(vs, split_dir: Path, tag: str, stage: str) -> list[tuple[ClipErr
         h, frames = picked
         gt, _, _ = truth_arrays(truth)
         errors = artifact.keypoints3d[h, frames].astype(np.float64) - gt[frames]
-        out.append((ClipErrors(clip, str(truth["params"]["situation"]), h, frames, errors), artifact))
+        params = truth["params"]
+        out.append((ClipErrors(clip, str(params["situation"]), h, frames, errors, float(params["fov_deg"])), artifact))
     return out
