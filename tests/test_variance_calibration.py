@@ -397,5 +397,7 @@ def test_the_variance_stage_widens_the_depth_when_the_focal_length_was_assumed(t
     ray = keypoints3d.mean(2) / np.linalg.norm(keypoints3d.mean(2), axis=-1, keepdims=True)
     along = [np.einsum("hti,htij,htj->ht", ray, r.var_root.astype(np.float64), ray) for r in results]
     assert np.all(along[1] > along[0] + 0.5 * (assumed.meta["focal_spread"] * 0.5) ** 2)
-    assert not any("focal length was assumed" in line for line in describe_uncertainty(known))
+    assert not any("focal length" in line for line in describe_uncertainty(known))
     assert any("focal length was assumed" in line for line in describe_uncertainty(assumed))
+    imported = assumed.replace(meta=make_meta("variance", previous=make_meta("import")))
+    assert any("did not come from handcli detect" in line for line in describe_uncertainty(imported))

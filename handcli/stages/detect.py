@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from handcli.artifacts import Artifact, make_meta
-from handcli.detect.intrinsics import camera_matrix
+from handcli.detect.intrinsics import DEFAULT_FOV_DEGREES, camera_matrix
 from handcli.detect.lifting import project, solve_translation
 from handcli.detect.linking import link_fragments, resolve_sides
 from handcli.detect.mediapipe_hands import MediaPipeHands
@@ -136,6 +136,10 @@ def track_detections(per_frame: Iterable[list], video: VideoInfo, config: Detect
     warnings = []
     if num_tracks == 0:
         warnings.append(f"no hands found in {num_frames} frame(s) of {video.path.name}")
+    if config.focal is None and config.fov is None:
+        # the hands' distance scales with the focal length, so a guess here moves every hand (docs/detect.md)
+        warnings.append(f"no --focal or --fov: assuming a {DEFAULT_FOV_DEGREES:g}° field of view, so the hands' "
+                        "distance is a guess (the variance maps widen for it)")
     if not video.fps_known:
         warnings.append(f"a folder of frames states no frame rate; assuming {video.fps:g} fps (pass --fps)"
                         if video.codec == "frames" else

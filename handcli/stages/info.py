@@ -104,7 +104,13 @@ def describe_uncertainty(artifact) -> list[str]:
     if artifact.var_root is not None:
         from handcli.variance.estimate import assumed_focal_spread, focal_given
 
-        if not focal_given(artifact.meta):
+        from handcli.artifacts import stage_meta
+
+        if stage_meta(artifact.meta, "detect") is None:
+            lines.append(f"    the intrinsics did not come from handcli detect, so their focal length counts as "
+                         f"assumed: ±{100 * assumed_focal_spread():.0f} % of the distance is included above (an "
+                         "imported tool's own focal length can be further off than that)")
+        elif not focal_given(artifact.meta):
             lines.append(f"    the camera's focal length was assumed, which alone makes the distance uncertain by "
                          f"±{100 * assumed_focal_spread():.0f} % (included above); give detect --focal or --fov "
                          "to narrow it")

@@ -25,13 +25,14 @@ def normalised(var_joints: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, f
 
 def save_heatmap(path: Path, var_joints: np.ndarray, valid: np.ndarray, fps: float,
                  observed: np.ndarray | None = None, is_right: np.ndarray | None = None,
-                 ray_sd_mm: np.ndarray | None = None) -> Path:
+                 ray_sd_mm: np.ndarray | None = None, what: str = "joint variance") -> Path:
     """Write the heat map PNG.
 
-    var_joints: (H, T, 21) m²; valid: (H, T) frames to show; observed: (H, T) frames the input observed (the
-    others are marked as infilled) or None; is_right: (H,) for the panel titles; ray_sd_mm: (H, T) the whole
-    hand's standard deviation along the camera ray (from var_root), drawn as a curve above each track's panel
-    (how unsure its depth is), or None.
+    var_joints: (H, T, 21) m², the per-joint variance to colour; valid: (H, T) frames to show; observed: (H, T)
+    frames the input observed (the others are marked as infilled) or None; is_right: (H,) for the panel
+    titles; ray_sd_mm: (H, T) the whole hand's standard deviation along the camera ray (from var_root), drawn
+    as a curve above each track's panel (how unsure its depth is), or None; what: the coloured quantity's name
+    in the panel titles.
     """
     import matplotlib
 
@@ -64,7 +65,7 @@ def save_heatmap(path: Path, var_joints: np.ndarray, valid: np.ndarray, fps: flo
         axis.set_yticks(range(21), JOINT_NAMES, fontsize=6)
         axis.set_xlabel("time (s)")
         side = "" if is_right is None else (" (right)" if is_right[h] else " (left)")
-        axis.set_title(f"track {h}{side}: joint variance", fontsize=9, loc="left")
+        axis.set_title(f"track {h}{side}: {what}", fontsize=9, loc="left")
         if observed is not None:
             missing = valid[h] & ~observed[h]
             times = (np.flatnonzero(missing) + 0.5) / fps
