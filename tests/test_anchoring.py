@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handcli.diffusion.anchoring import (AnchorConfig, anchor_track, depth_axis, interior_gaps, interpolate_gaps,
-                                         remove_scale_flicker, smooth, track_depth_axis)
+from handcli.diffusion.anchoring import (AnchorConfig, anchor_track, depth_axis, follow_image, interior_gaps,
+                                         interpolate_gaps, remove_scale_flicker, smooth, track_depth_axis)
 
 FPS = 30.0
 
@@ -290,3 +290,38 @@ def test_with_a_known_camera_the_depth_axis_is_each_frames_ray():
     with_one_axis = anchor_track(refined, observed, valid, FPS, axis=one_axis)
     assert image_error(with_rays) < 0.5 * image_error(with_one_axis)
     assert image_error(with_rays) < 0.5 * image_error(refined)
+
+
+def _project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
+    return points[..., :2] / points[..., 2:] * np.array([K[0, 0], K[1, 1]]) + K[:2, 2]
+
+
+def test_following_the_image_takes_the_slow_2d_offset_keeps_the_depth_and_drops_the_jitter():
+    """Each joint moves within its depth plane: a steady 2D offset of the observation is taken over
+    whole, its frame-to-frame jitter hardly at all; in a long unobserved stretch the correction fades out."""
+    K = np.array([[900.0, 0, 640], [0, 900.0, 360], [0, 0, 1]])
+    rng = np.random.default_rng(3)
+    refined = moving_hand(120)
+    offset = rng.normal(0, 4.0, (21, 2))  # pixels, per joint, constant over time
+    jitter = rng.normal(0, 4.0, (120, 21, 2))
+    target = _project(refined, K) + offset + jitter
+    observed = refined.copy()
+    observed[..., :2] = (target - K[:2, 2]) / np.array([K[0, 0], K[1, 1]]) * observed[..., 2:]
+    valid = np.ones(120, bool)
+    valid[50:80] = False  # a second-long gap
+    moved = follow_image(refined, observed, valid, K, FPS, 0.067)
+    np.testing.assert_allclose(moved[..., 2], refined[..., 2])
+    shift = _project(moved, K) - _project(refined, K)  # (T, 21, 2) pixels
+    seen = np.flatnonzero(valid)
+    seen = seen[(seen > 5) & (seen < 115) & ((seen < 45) | (seen > 85))]
+    # the steady offset comes through, up to the jitter's own mean over these frames (±0.5 px) ...
+    assert np.abs(shift[seen].mean(0) - offset - jitter[seen].mean(0)).max() < 0.5
+    # ... the jitter does not: what moves from frame to frame is a fraction of it
+    wobble = shift[seen] - shift[seen].mean(0)
+    assert np.sqrt(np.mean(wobble ** 2)) < 0.45 * 4.0
+    # the gap's middle gets no correction, its edges some
+    assert np.abs(shift[62:68]).max() < 0.05 * np.abs(offset).max()
+    assert np.abs(shift[50]).mean() > 0.2 * np.abs(offset).mean()
+    # off, or nothing observed: unchanged
+    np.testing.assert_array_equal(follow_image(refined, observed, valid, K, FPS, 0.0), refined)
+    np.testing.assert_array_equal(follow_image(refined, observed, np.zeros(120, bool), K, FPS, 0.067), refined)

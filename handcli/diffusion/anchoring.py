@@ -40,6 +40,9 @@ class AnchorConfig:
     min_anisotropy: float = 2.0  # variance along the axis / variance across it, below which nothing changes
     min_depth_jitter: float = 0.0005  # m, RMS high-pass disagreement along the axis below which nothing changes
     min_frames: int = 16  # observed frames needed to estimate the axis
+    # with a camera: each refined joint is moved across its camera ray so that its image position follows
+    # the observed joint's, the difference smoothed by a Gaussian this wide (`follow_image`); 0 = off
+    image_seconds: float = 0.067
 
 
 OUTLIER_FACTOR = 5.0  # a frame further than this many medians from the typical one is an outlier
@@ -205,3 +208,35 @@ def anchor_track(refined: np.ndarray, observed: np.ndarray, valid: np.ndarray, f
     depth = (refined.mean(1) * axis).sum(-1, keepdims=True)
     anchored = refined + (across + (smooth(depth, config.along_seconds * fps) - depth) * axis)[:, None]
     return interpolate_gaps(anchored, valid, axis, config.gap_seconds * fps)
+
+
+def follow_image(refined: np.ndarray, observed: np.ndarray, valid: np.ndarray, K: np.ndarray, fps: float,
+                 seconds: float) -> np.ndarray:
+    """One track: each refined joint moved within its own depth plane so that its projection follows the
+    observed joint's projection, the 2D difference smoothed over observed frames by a Gaussian of `seconds`.
+
+    refined, observed: (T, 21, 3) metres, camera frame (observed: any value where not valid); valid: (T,);
+    K: (3, 3). Returns (T, 21, 3); the depth of every joint is unchanged.
+
+    Why: the diffusion model's temporal prior lags fast finger motion and its bone lengths differ from the
+    per-frame fit's, so the refined joints drift off the image where the observation (the per-frame fit to
+    the 2D keypoints) was right. The slow part of that 2D difference is the refiner's error, the fast part is
+    the observation's jitter: smoothing it keeps the refiner's steadiness and puts the joints back on the
+    image. In unobserved stretches the correction fades out (the normalised convolution's weight there is
+    the share of observed frames nearby, and below a half it is scaled down with it)."""
+    valid = np.asarray(valid, bool) & np.isfinite(observed).all((1, 2))
+    if seconds <= 0 or not valid.any():
+        return refined.copy()
+    refined = np.asarray(refined, np.float64)
+    depth = np.maximum(refined[..., 2], 1e-6)
+    observed_depth = np.where(valid[:, None], np.maximum(np.asarray(observed, np.float64)[..., 2], 1e-6), 1.0)
+    focal, centre = np.array([K[0, 0], K[1, 1]]), np.array([K[0, 2], K[1, 2]])
+    image = refined[..., :2] / depth[..., None] * focal + centre  # (T, 21, 2) pixels
+    observed_image = np.where(valid[:, None, None], observed[..., :2], 0.0) / observed_depth[..., None] * focal + centre
+    weight = valid.astype(np.float64)[:, None, None]
+    sigma = seconds * fps
+    difference = gaussian_filter1d(np.where(weight > 0, observed_image - image, 0.0), sigma, axis=0, mode="nearest")
+    difference /= np.maximum(gaussian_filter1d(weight, sigma, axis=0, mode="nearest"), 0.5)
+    moved = refined.copy()
+    moved[..., :2] += difference / focal * depth[..., None]
+    return moved

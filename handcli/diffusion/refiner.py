@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handcli.diffusion.anchoring import AnchorConfig, anchor_track, track_depth_axis
+from handcli.diffusion.anchoring import AnchorConfig, anchor_track, follow_image, track_depth_axis
 from handcli.diffusion.conditions import build_conditions, project_bones, track_bone_lengths
 from handcli.diffusion.model import RefinerBackbone
 from handcli.diffusion.sampling import sample
@@ -133,6 +133,9 @@ class Refiner:
                 axis = track_depth_axis(on_span.mean(0), observed, seen, fps, anchor, camera=K is not None)
                 if axis is not None:
                     on_span = np.stack([anchor_track(values, observed, seen, fps, anchor, axis) for values in on_span])
+                if K is not None and anchor.image_seconds > 0:
+                    on_span = np.stack([follow_image(values, observed, seen, K, fps, anchor.image_seconds)
+                                        for values in on_span])
             for s, values in enumerate(on_span):
                 output[s, track.index, track.first:track.last + 1] = values
                 output[s, track.index, :track.first] = values[0]
