@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from handcli.artifacts import Artifact, file_digest, make_meta
+from handcli.diffusion.anchoring import AnchorConfig
 from handcli.device import resolve_device
 from handcli.errors import BadInput
 from handcli.inputs import load_input
@@ -35,6 +36,9 @@ class RefineConfig:
     projection_sigma: float = 2.0
     # depth-aware anchoring of the whole-hand position (handcli.diffusion.anchoring, default settings)
     anchor: bool = True
+    # with a camera, each joint's image position follows the input's, smoothed over this many seconds
+    # (handcli.diffusion.anchoring.follow_image; 0 = off, as without --anchor)
+    image_seconds: float = AnchorConfig.image_seconds
     variance: bool = False  # also the variance maps (handcli.stages.variance), in the same pass
     # unobserved stretches up to this long are infilled and marked valid (not `observed`); longer ones stay
     # invalid. On video a hand moves further in a gap than FPHA's mocap does: on the video benchmark's tuning
@@ -64,14 +68,14 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
         posterior, _ = load_laplace(None, config.weights)
     started = time.perf_counter()
     from handcli.diffusion import load_refiner
-    from handcli.diffusion.anchoring import AnchorConfig
 
     refiner = load_refiner(config.weights, device=device)
     timings["load_s"] = time.perf_counter() - started
     started = time.perf_counter()
     result = refiner.refine(artifact.keypoints3d, artifact.valid, artifact.is_right, artifact.fps,
                             keypoints2d=artifact.keypoints2d, K=artifact.K, seed=config.seed,
-                            samples=config.samples, anchor=AnchorConfig() if config.anchor else None)
+                            samples=config.samples,
+                            anchor=AnchorConfig(image_seconds=config.image_seconds) if config.anchor else None)
     timings["refine_s"] = time.perf_counter() - started
     # the refiner's infill is used over the whole span (also in long gaps, where it beats interpolating the
     # fit: FPHA subject 4 11.73 against 11.78 mm), but only short gaps are claimed as valid
@@ -111,7 +115,7 @@ def variance_settings(config: RefineConfig, base=None):
 
     return replace(base or VarianceConfig(), seed=config.seed, device=config.device, weights=config.weights,
                    hand_model=config.hand_model, mano_dir=config.mano_dir, chain=config.samples > 1,
-                   anchor=config.anchor)
+                   anchor=config.anchor, image_seconds=config.image_seconds)
 
 
 def fit_and_project(keypoints3d: np.ndarray, span: np.ndarray, is_right: np.ndarray, config: RefineConfig,
