@@ -322,6 +322,11 @@ def test_following_the_image_takes_the_slow_2d_offset_keeps_the_depth_and_drops_
     # the gap's middle gets no correction, its edges some
     assert np.abs(shift[62:68]).max() < 0.05 * np.abs(offset).max()
     assert np.abs(shift[50]).mean() > 0.2 * np.abs(offset).mean()
+    # an observation behind the camera (as a variance draw can make) pulls nothing and stays finite
+    behind = observed.copy()
+    behind[30:34, 4, 2] = -0.1
+    pulled = follow_image(refined, behind, valid, K, FPS, 0.067)
+    assert np.isfinite(pulled).all() and np.abs(_project(pulled, K) - _project(refined, K)).max() < 40.0
     # off, or nothing observed: unchanged
     np.testing.assert_array_equal(follow_image(refined, observed, valid, K, FPS, 0.0), refined)
     np.testing.assert_array_equal(follow_image(refined, observed, np.zeros(120, bool), K, FPS, 0.067), refined)

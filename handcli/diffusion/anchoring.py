@@ -45,7 +45,8 @@ class AnchorConfig:
     image_seconds: float = 0.067
 
 
-OUTLIER_FACTOR = 5.0  # a frame further than this many medians from the typical one is an outlier
+OUTLIER_FACTOR = 5.0
+MIN_IMAGE_DEPTH = 0.02  # metres: joints nearer the camera plane than this take no part in `follow_image`  # a frame further than this many medians from the typical one is an outlier
 
 
 def clip_outliers(values: np.ndarray, valid: np.ndarray, sigma: float = 2.0) -> np.ndarray:
@@ -228,15 +229,21 @@ def follow_image(refined: np.ndarray, observed: np.ndarray, valid: np.ndarray, K
     if seconds <= 0 or not valid.any():
         return refined.copy()
     refined = np.asarray(refined, np.float64)
-    depth = np.maximum(refined[..., 2], 1e-6)
-    observed_depth = np.where(valid[:, None], np.maximum(np.asarray(observed, np.float64)[..., 2], 1e-6), 1.0)
+    observed = np.asarray(observed, np.float64)
+    # a joint this close to the camera plane (or behind it) has no usable image position: it neither pulls nor
+    # moves (a perturbed observation can put one there, as the variance's draws do)
+    usable = (valid[:, None] & (np.nan_to_num(observed[..., 2]) > MIN_IMAGE_DEPTH)
+              & (refined[..., 2] > MIN_IMAGE_DEPTH))  # (T, 21)
+    depth = np.where(usable, refined[..., 2], 1.0)
+    observed_depth = np.where(usable, observed[..., 2], 1.0)
     focal, centre = np.array([K[0, 0], K[1, 1]]), np.array([K[0, 2], K[1, 2]])
     image = refined[..., :2] / depth[..., None] * focal + centre  # (T, 21, 2) pixels
-    observed_image = np.where(valid[:, None, None], observed[..., :2], 0.0) / observed_depth[..., None] * focal + centre
-    weight = valid.astype(np.float64)[:, None, None]
+    observed_image = np.where(usable[..., None], observed[..., :2], 0.0) / observed_depth[..., None] * focal + centre
+    weight = usable.astype(np.float64)[..., None]
     sigma = seconds * fps
     difference = gaussian_filter1d(np.where(weight > 0, observed_image - image, 0.0), sigma, axis=0, mode="nearest")
     difference /= np.maximum(gaussian_filter1d(weight, sigma, axis=0, mode="nearest"), 0.5)
+    difference *= (refined[..., 2] > MIN_IMAGE_DEPTH)[..., None]
     moved = refined.copy()
-    moved[..., :2] += difference / focal * depth[..., None]
+    moved[..., :2] += difference / focal * refined[..., 2:3]  # at each joint's own depth, observed or not
     return moved
