@@ -289,6 +289,26 @@ def test_variance_flags_uncertain_frame(tmp_path):
     assert red_border == [False, True]
 
 
+def test_with_var_root_the_colours_show_the_articulation_and_the_flags_the_whole():
+    """The whole hand's share (tr var_root), the same for every joint, is taken out of the colours, so a large
+    depth doubt does not paint the hand one colour; the frame scores, and so the flags, still use it all."""
+    artifact = hand_artifact(variance=True)
+    frames = artifact.num_frames
+    root = np.zeros((1, frames, 3, 3), np.float32)
+    root[..., 2, 2] = 0.1 ** 2  # ±100 mm along the optical axis on every frame
+    articulation = np.linspace(1e-3, 20e-3, 21) ** 2  # (21,) m², wrist to pinky tip
+    var_joints = (0.1 ** 2 + articulation)[None, None].repeat(frames, 1).astype(np.float32)
+    var_joints[0, frames // 2] += (150e-3) ** 2  # one frame far more uncertain as a whole
+    root[0, frames // 2, 2, 2] += (150e-3) ** 2
+    view = stage.variance_view(artifact.replace(var_joints=var_joints, var_root=root), None)
+    colours = view.joint_colours(0, 0) / 255.0
+    expected = stage.map_values(np.sqrt(articulation) * 1000, 0.0, view.vmax, view.lut)
+    np.testing.assert_allclose(colours, expected, atol=3.01 / 255)  # a few colour-table steps (float32 maps)
+    assert np.ptp(colours, axis=0).max() > 0.3  # the joints differ, not one colour
+    assert view.vmax < 30.0  # the scale is the articulation's, not the 100 mm of the whole hand
+    assert np.nanargmax(view.frame_scores) == frames // 2 and view.frame_scores[0] > 100.0
+
+
 def test_skeleton_only_without_params(tmp_path):
     path = tmp_path / "keypoints.npz"
     save_artifact(hand_artifact(with_params=False), path)
