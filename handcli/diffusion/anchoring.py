@@ -14,7 +14,8 @@ Inside a short unobserved stretch the whole-hand path is interpolated from the a
 a smoothing spline across the axis (where that path is precise, so its curvature carries over) and a straight
 line along it (where it is not); the articulation stays the diffusion model's infill.
 Only the whole-hand offset changes (every joint of a frame moves by the same vector), so the articulation and
-the bone lengths stay as refined. Tracks whose disagreement is not concentrated along one axis, is too small
+the bone lengths stay as refined. With a camera, `follow_image` then moves each joint on its own, within its
+depth plane, so that its image position follows the observation's (smoothed). Tracks whose disagreement is not concentrated along one axis, is too small
 to matter, or has too few observed frames to tell, are left as they are. All widths are in seconds.
 Settings measured on the tuning split (docs/results.md).
 """

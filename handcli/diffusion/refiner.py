@@ -97,7 +97,8 @@ class Refiner:
         samples = 1 follows the mean path of the reverse chain (PAD-Hand eq. 16; deterministic); samples > 1
         draws that many stochastic reverse chains (deterministic for a given seed on CPU) and returns their mean.
         anchor: depth-aware anchoring of each sample's whole-hand position (handcli.diffusion.anchoring; with K
-        the depth axis is the camera ray); None keeps the diffusion model's positions.
+        the depth axis is the camera ray, and then each joint also follows the input's image position,
+        `follow_image`); None keeps the diffusion model's positions.
         """
         keypoints3d = np.asarray(keypoints3d, np.float64)
         valid = np.asarray(valid, bool)
@@ -134,7 +135,8 @@ class Refiner:
                 if axis is not None:
                     on_span = np.stack([anchor_track(values, observed, seen, fps, anchor, axis) for values in on_span])
                 if K is not None and anchor.image_seconds > 0:
-                    on_span = np.stack([follow_image(values, observed, seen, K, fps, anchor.image_seconds)
+                    on_span = np.stack([follow_image(values, observed, seen, np.asarray(K, np.float64), fps,
+                                                     anchor.image_seconds)
                                         for values in on_span])
             for s, values in enumerate(on_span):
                 output[s, track.index, track.first:track.last + 1] = values
