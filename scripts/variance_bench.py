@@ -34,7 +34,8 @@ FOV_BINS = ((0.0, 60.0), (60.0, 80.0), (80.0, 180.0))
 
 def video_rows(split: str, tag: str, config, clips_per_situation: int | None = None) -> list[dict]:
     """Per clip: situation, distances (N,), errors (N, 21) metres, var_joints (N, 21), var_root (N, 3, 3), fps,
-    the camera's field of view and whether the maps assumed the focal length; of the split's first `clips_per_situation` clips per situation (clip index < 3 x that), or all cached."""
+    the camera's field of view and whether the maps assumed the focal length; of the split's first
+    `clips_per_situation` clips per situation (clip index < 3 x that), or all cached."""
     from handcli.artifacts import load_artifact
     from handcli.stages.variance import compute_variance
     from handcli.videobench.scoring import load_videoscore

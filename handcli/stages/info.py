@@ -102,9 +102,8 @@ def describe_uncertainty(artifact) -> list[str]:
             lines.append(f"    track {h}: ±{1000 * np.median(np.sqrt(joints.mean(1))):.0f} mm per joint (no "
                          "whole-hand covariance: the input had no 2D keypoints and intrinsics)")
     if artifact.var_root is not None:
-        from handcli.variance.estimate import assumed_focal_spread, focal_given
-
         from handcli.artifacts import stage_meta
+        from handcli.variance.estimate import assumed_focal_spread, focal_given
 
         if stage_meta(artifact.meta, "detect") is None:
             lines.append(f"    the intrinsics did not come from handcli detect, so their focal length counts as "
