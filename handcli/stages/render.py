@@ -77,12 +77,11 @@ class VarianceView:
     lut: np.ndarray
     spreads: dict[int, np.ndarray] = field(default_factory=dict)  # track -> (V, 21) when only var_joints
     depth_scores: np.ndarray | None = None  # (T,) RMS sd of the hands' position along the camera ray, mm
-    # (H, T) m², tr var_root: the whole hand's share of every joint's and vertex's variance, taken out of the
-    # colours (the mesh then shows the articulation; the caption gives the whole hand's depth); None without it
-    whole_hand: np.ndarray | None = None
 
     def _shown(self, variance: np.ndarray, h: int, t: int) -> np.ndarray:
-        return variance if self.whole_hand is None else variance - self.whole_hand[h, t]
+        """The coloured variance: with var_root, what is left beyond the whole hand (`_articulation`)."""
+        var_root = self.artifact.var_root
+        return variance if var_root is None else _articulation(variance, var_root[h, t])
 
     def vertex_colours(self, h: int, t: int) -> np.ndarray:
         if self.artifact.var_vertices is not None:
@@ -95,6 +94,15 @@ class VarianceView:
         if self.artifact.var_joints is None:
             return None
         return map_values(_std_mm(self._shown(self.artifact.var_joints[h, t], h, t)), 0.0, self.vmax, self.lut) * 255
+
+
+def _articulation(variance: np.ndarray, var_root: np.ndarray) -> np.ndarray:
+    """(..., N) joint or vertex variances, (..., 3, 3) var_root -> (..., N) m²: each one's share beyond the
+    whole hand, which is the same for all of them and, when the hand's distance is unsure, would paint the
+    whole mesh one colour (the caption gives the whole hand's depth instead)."""
+    from handcli.variance.calibration import isotropic_rest
+
+    return 3.0 * isotropic_rest(variance, var_root)
 
 
 def _std_mm(variance: np.ndarray) -> np.ndarray:
@@ -117,17 +125,17 @@ def variance_view(artifact: Artifact, threshold_mm: float | None) -> VarianceVie
         median = float(np.nanmedian(scores)) if seen.any() else 0.0
         threshold_mm = THRESHOLD_OVER_MEDIAN * median if median > 0 else float("inf")
     coloured = artifact.var_vertices if artifact.var_vertices is not None else artifact.var_joints
-    whole_hand = (None if artifact.var_root is None
-                  else np.trace(artifact.var_root.astype(np.float64), axis1=-2, axis2=-1))  # (H, T) m²
-    shown = coloured if whole_hand is None else coloured - whole_hand[..., None]
     step = max(1, int(np.ceil(valid.sum() * coloured.shape[-1] / MAX_SCALE_SAMPLES)))
-    values = _std_mm(shown[valid][::step]).ravel()
+    shown = coloured[valid][::step]
+    if artifact.var_root is not None:
+        shown = _articulation(shown, artifact.var_root[valid][::step])
+    values = _std_mm(shown).ravel()
     values = values[np.isfinite(values)]
     vmax = float(np.percentile(values, 99)) if values.size else 1.0
-    if np.isfinite(threshold_mm) and whole_hand is None:  # the threshold is on the bar only when it shows scores
+    if np.isfinite(threshold_mm) and artifact.var_root is None:  # the threshold is on the bar only when it shows scores
         vmax = max(vmax, 1.1 * threshold_mm)
     return VarianceView(artifact, max(vmax, 1e-3), float(threshold_mm), scores, colour_lut("viridis"),
-                        depth_scores=ray_sd_mm(artifact), whole_hand=whole_hand)
+                        depth_scores=ray_sd_mm(artifact))
 
 
 def ray_sd_mm(artifact: Artifact) -> np.ndarray | None:
@@ -414,7 +422,7 @@ def _stage_title(artifact: Artifact) -> str:
 
 def _annotate_variance(image: np.ndarray, variance: VarianceView, t: int) -> None:
     score = variance.frame_scores[t]
-    if variance.whole_hand is None:
+    if variance.artifact.var_root is None:
         draw_colour_bar(image, 0.0, variance.vmax, variance.lut, "sd mm",
                         variance.threshold if np.isfinite(variance.threshold) else None)
     else:  # the colours are the articulation's sd; the frame's score and depth sd are in the caption

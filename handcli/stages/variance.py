@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from handcli.artifacts import Artifact, file_digest, make_meta
+from handcli.diffusion.anchoring import AnchorConfig
 from handcli.device import resolve_device
 from handcli.errors import BadInput
 from handcli.inputs import load_input
@@ -49,7 +50,7 @@ class VarianceConfig:
     # many Monte Carlo draws when the input has 2D keypoints and intrinsics; 0: the refiner's own variance only
     input_draws: int = 8
     anchor: bool = True  # the draws are refined as refine does (with its depth-aware anchoring)
-    image_seconds: float | None = None  # refine's `image_seconds` for the draws; None: refine's default
+    image_seconds: float = AnchorConfig.image_seconds  # refine's `image_seconds`, for the draws
     calibration: Path | None = None  # default: weights/variance_calibration.json
     laplace_scale: float | None = None  # factor on the refiner's own variance; None: the calibration's
 
@@ -150,20 +151,11 @@ def _estimate_part(refiner, observations: Artifact, calibration, config: Varianc
                       lambda: sample_estimate_errors(uncertainty, calibration.correlation_frames, observations.fps, rng,
                                                      calibration.constant_root, calibration.constant_articulation),
                       config.input_draws, observations.keypoints2d, observations.K,
-                      _anchor_config(config))
+                      AnchorConfig(image_seconds=config.image_seconds) if config.anchor else None)
     var_root = uncertainty.var_root * gain.root[:, None, None, None]
     articulation = uncertainty.var_articulation * gain.articulation[:, None, :]  # (H, T, 21) per coordinate
     per_coordinate = np.diagonal(var_root, axis1=-2, axis2=-1)[:, :, None, :] + articulation[..., None]
     return var_root.astype(np.float32), per_coordinate, focal_spread
-
-
-def _anchor_config(config: VarianceConfig):
-    """The anchoring refine applies, for the draws (None without anchoring)."""
-    from handcli.diffusion.anchoring import AnchorConfig
-
-    if not config.anchor:
-        return None
-    return AnchorConfig() if config.image_seconds is None else AnchorConfig(image_seconds=config.image_seconds)
 
 
 def _hand_model(target: Artifact, config: VarianceConfig):

@@ -145,22 +145,24 @@ def can_describe(keypoints2d, K) -> bool:
     return keypoints2d is not None and K is not None
 
 
+def _stage_config(meta: dict | None, stage: str) -> dict:
+    """The config of the latest `stage` in an artifact's meta or its history ({} when none is on record)."""
+    from handcli.artifacts import stage_meta
+
+    return (stage_meta(meta or {}, stage) or {}).get("config") or {}
+
+
 def hand_length_given(meta: dict | None) -> bool:
     """Whether the estimate behind an artifact was given the hand's length (`handcli estimate --hand-length`):
     read from the estimate stage's config in the artifact's meta or its history."""
-    from handcli.artifacts import stage_meta
-
-    entry = stage_meta(meta or {}, "estimate")
-    return entry is not None and (entry.get("config") or {}).get("hand_length") is not None
+    return _stage_config(meta, "estimate").get("hand_length") is not None
 
 
 def focal_given(meta: dict | None) -> bool:
     """Whether the intrinsics behind an artifact are the camera's own: its detect stage ran with --focal or
     --fov (read from the stage's config in the artifact's meta or its history). Imported artifacts carry the
     other tool's fictitious focal length, so for them it is False too."""
-    from handcli.artifacts import stage_meta
-
-    config = (stage_meta(meta or {}, "detect") or {}).get("config") or {}
+    config = _stage_config(meta, "detect")
     return config.get("focal") is not None or config.get("fov") is not None
 
 
