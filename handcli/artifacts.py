@@ -135,6 +135,7 @@ SPEC: dict[str, tuple[tuple[Any, ...], str]] = {
     "var_vertices": (("H", "T", "V"), "f"),
     "var_force": (("H", "T", "D"), "f"),
     "var_root": (("H", "T", 3, 3), "f"),
+    "beyond_calibration": (("H", "T"), "b"),
 }
 REQUIRED = ("keypoints3d",)
 # keys whose entries may be NaN on frames that are not valid (inputs only)
@@ -169,6 +170,7 @@ class Artifact:
     var_vertices: np.ndarray | None = None  # (H, T, V) m^2
     var_force: np.ndarray | None = None  # (H, T, D)
     var_root: np.ndarray | None = None  # (H, T, 3, 3) m^2 whole-hand covariance, camera frame
+    beyond_calibration: np.ndarray | None = None  # (H, T) bool: the error bars extrapolate the calibration
 
     @property
     def num_tracks(self) -> int:

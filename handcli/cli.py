@@ -487,6 +487,8 @@ def render(
         result = stage.render_file(input, config, notify=_report)
         flagged = "" if result.flagged is None else (f", {result.flagged} frame(s) above "
                                                       f"{result.threshold_mm:.1f} mm")
+        if result.extrapolated:
+            flagged += f", {result.extrapolated} frame(s) beyond the calibration"
         _report(f"[green]render:[/] wrote {result.out} ({result.frames} frame(s), {result.width}x{result.height}"
                 f" @ {result.fps:g} fps, {result.backend} backend, {result.draw_ms:.1f} ms/frame drawing, "
                 f"{result.seconds:.1f} s total{flagged})")

@@ -33,7 +33,8 @@ FOV_BINS = ((0.0, 60.0), (60.0, 80.0), (80.0, 180.0))
 
 
 def video_rows(split: str, tag: str, config, clips_per_situation: int | None = None) -> list[dict]:
-    """Per clip: situation, distances (N,), errors (N, 21) metres, var_joints (N, 21), var_root (N, 3, 3), fps,
+    """Per clip: situation, distances (N,), errors (N, 21) metres, var_joints (N, 21), var_root (N, 3, 3),
+    beyond (N,) bool (the frame's error bars extrapolate the calibration) or None, fps,
     the camera's field of view and whether the maps assumed the focal length; of the split's first
     `clips_per_situation` clips per situation (clip index < 3 x that), or all cached."""
     from handcli.artifacts import load_artifact
@@ -54,6 +55,7 @@ def video_rows(split: str, tag: str, config, clips_per_situation: int | None = N
         rows.append({"clip": clip.clip, "situation": clip.situation, "distance": np.linalg.norm(centre, axis=-1),
                      "errors": np.linalg.norm(clip.errors, axis=-1), "var_joints": maps.var_joints[h, frames],
                      "var_root": None if maps.var_root is None else maps.var_root[h, frames],
+                     "beyond": None if maps.beyond is None else maps.beyond_calibration[h, frames],
                      "fps": float(refined.fps), "seconds": sum(maps.timings.values()), "fov": clip.fov_deg,
                      "focal_assumed": bool(maps.focal_spread)})
     return rows
@@ -85,21 +87,33 @@ def summarise(rows: list[dict]) -> dict:
                                np.concatenate([r["var_joints"] for r in rows]), var_root)
 
 
+def _frames(rows: list[dict], select) -> list[dict]:
+    """The rows cut to the frames `select(row)` ((N,) bool) keeps; rows with none left out."""
+    part = []
+    for r in rows:
+        m = select(r)
+        if m.any():
+            part.append({k: (v[m] if isinstance(v, np.ndarray) and len(v) == len(m) else v) for k, v in r.items()})
+    return part
+
+
 def groups(rows: list[dict]) -> list[tuple[str, dict]]:
-    """(label, summary) per situation, per distance bin, per camera field of view when the maps assumed the
-    focal length, and over everything."""
+    """(label, summary) per situation, per distance bin, beyond the calibration's range and within it (when
+    any frame is beyond), per camera field of view when the maps assumed the focal length, and over
+    everything."""
     out = []
     for situation in sorted({r["situation"] for r in rows}):
         out.append((situation, summarise([r for r in rows if r["situation"] == situation])))
     for low, high in DISTANCE_BINS:
-        part = []
-        for r in rows:
-            m = (r["distance"] >= low) & (r["distance"] < high)
-            if m.any():
-                part.append({k: (v[m] if isinstance(v, np.ndarray) and len(v) == len(m) else v)
-                             for k, v in r.items()})
+        part = _frames(rows, lambda r: (r["distance"] >= low) & (r["distance"] < high))
         if part:
             out.append((f"{low:.1f}-{high:.1f} m" if high < 10 else f"≥ {low:.1f} m", summarise(part)))
+    if any(r.get("beyond") is not None and r["beyond"].any() for r in rows):
+        for label, inside in (("beyond the calibration", False), ("within the calibration", True)):
+            part = _frames(rows, lambda r: r["beyond"] != inside if r.get("beyond") is not None
+                           else np.full(len(r["distance"]), inside))
+            if part:
+                out.append((label, summarise(part)))
     if any(r.get("focal_assumed") for r in rows):
         for low, high in FOV_BINS:
             part = [r for r in rows if low <= r["fov"] < high]
@@ -168,8 +182,8 @@ def plot(summaries: list[tuple[str, dict]], path: Path, title: str) -> None:
     figure, axis = plt.subplots(figsize=(5.0, 4.4), constrained_layout=True)
     highest = 1.0
     for label, s in summaries:
-        if "m" in label and label != "all" and "-" in label or label.startswith(("≥", "camera")):
-            continue  # distance and field-of-view bins: the table has them
+        if "m" in label and label != "all" and "-" in label or label.startswith(("≥", "camera", "beyond", "within")):
+            continue  # distance, field-of-view and calibration-range sets: the table has them
         predicted = [1000 * d["predicted_rms"] for d in s["deciles"]]
         observed = [1000 * d["observed_rms"] for d in s["deciles"]]
         highest = max(highest, max(predicted), max(observed))

@@ -653,7 +653,7 @@ def test_render_warns_when_the_video_is_not_the_artifacts_source(tmp_path):
     K[:2, 2] = [320, 240]
     artifact = Artifact(keypoints, np.ones((1, 5), bool), np.array([True]), fps=30.0, K=K,
                         image_size=np.array([640, 480]), frame_index=np.arange(5),
-                        meta={"inputs": {"sha256": "0" * 64}})
+                        meta={"stage": "detect", "inputs": {"video": "other.mp4", "sha256": "0" * 64}})
     save_artifact(artifact, tmp_path / "a.npz")
     result = run_cli("render", "--input", tmp_path / "a.npz", "--video", sample, "--out", tmp_path / "f.png",
                      "--frame", "0")

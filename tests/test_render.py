@@ -289,6 +289,45 @@ def test_variance_flags_uncertain_frame(tmp_path):
     assert red_border == [False, True]
 
 
+def test_the_video_check_compares_with_the_video_detect_read(tmp_path):
+    """A later stage's `inputs` is the artifact file it read: the check must not take that for the video (it
+    warned on every `handcli variance -i refined.npz` output), and must still catch another video."""
+    from handcli.artifacts import make_meta
+    from handcli.video import video_digest
+
+    video, other = make_video(tmp_path / "clip.mp4"), make_video(tmp_path / "other.mp4", fps=10.0)
+    detect = make_meta("detect", inputs={"video": str(video), "sha256": video_digest(video)})
+    meta = make_meta("variance", inputs={"input": "refined.npz", "sha256": "0" * 64},
+                     previous=make_meta("refine", previous=make_meta("estimate", previous=detect)))
+    path = tmp_path / "motion.npz"
+    save_artifact(hand_artifact(with_params=False).replace(meta=meta), path)
+    warnings = []
+    for clip in (video, other):
+        notes: list[str] = []
+        stage.render_file(path, stage.RenderConfig(out=tmp_path / "still.png", frame=0, video=clip,
+                                                   backend="painter"), notes.append)
+        warnings.append(any("is not the video this artifact was made from" in note for note in notes))
+    assert warnings == [False, True]
+
+
+def test_frames_beyond_the_calibration_are_marked_and_counted(tmp_path):
+    """A frame whose error bars extrapolate (beyond_calibration) gets the warning caption even when its sd is
+    not above the threshold, and the render counts such frames."""
+    artifact = hand_artifact(variance=True)
+    beyond = np.zeros(artifact.valid.shape, bool)
+    beyond[0, 2] = True
+    path = tmp_path / "motion.npz"
+    save_artifact(artifact.replace(beyond_calibration=beyond), path)
+    red_border = []
+    for frame in (1, 2):
+        out = tmp_path / f"still{frame}.png"
+        result = stage.render_file(path, stage.RenderConfig(out=out, frame=frame, variance=True, backend="painter"))
+        edge = cv2.imread(str(out))[..., ::-1].astype(int)[1, 40:120]
+        red_border.append(bool(((edge[:, 0] > 180) & (edge[:, 1] < 90)).all()))
+    assert red_border == [False, True]
+    assert result.extrapolated == 1 and result.flagged == 1  # frame 6 is still the one above the threshold
+
+
 def test_with_var_root_the_colours_show_the_articulation_and_the_flags_the_whole():
     """The whole hand's share (tr var_root), the same for every joint, is taken out of the colours, so a large
     depth doubt does not paint the hand one colour; the frame scores, and so the flags, still use it all."""

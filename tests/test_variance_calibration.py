@@ -3,6 +3,8 @@ calibration metrics (handcli.variance.calibration) and the maps they add (var_ro
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -300,6 +302,68 @@ def test_calibration_file_round_trip_and_refusal(tmp_path):
         np.random.default_rng(8))[1:], None, 30.0)
     uncertainty = estimate_uncertainty(features, bundled)
     assert np.isfinite(uncertainty.var_root).all() and (np.linalg.eigvalsh(uncertainty.var_root) > 0).all()
+
+
+def test_beyond_calibration_flags_the_features_outside_the_fitted_range(tmp_path):
+    """The fit records each feature's range over its frames; a frame inside all of them is not flagged, the
+    same hand placed twice as far (the same image, so only its distance changes) is flagged on its distance
+    alone; a format /2 file has no ranges and flags nothing."""
+    from handcli.variance.estimate import RANGED_FEATURES, beyond_calibration
+
+    keypoints3d, keypoints2d, valid, K = synthetic_estimates(np.random.default_rng(5))
+    features = frame_features(keypoints3d, keypoints2d, valid, K, None, 30.0)
+    design = features.design.reshape(-1, len(FEATURES))
+    rng = np.random.default_rng(6)
+    calibration = fit_error_model(design, rng.exponential(1e-3, (len(design), 1)),
+                                  rng.exponential(1e-3, (len(design), 2)), rng.exponential(1e-5, (len(design), 21, 3)),
+                                  3.0, 0.5, 0.5, {})
+    assert sorted(calibration.feature_ranges) == sorted(RANGED_FEATURES)
+    assert not beyond_calibration(features, calibration).any()
+    far = frame_features(2.0 * keypoints3d, keypoints2d, valid, K, None, 30.0)
+    # the other features are the same up to rounding, which can cross a range's end set by one of these frames
+    calibration.feature_ranges = {name: [low - 1e-9, high + 1e-9]
+                                  for name, (low, high) in calibration.feature_ranges.items()}
+    flagged = beyond_calibration(far, calibration)  # (H, T, R)
+    assert flagged[..., RANGED_FEATURES.index("log_distance")].all()
+    assert not np.delete(flagged, RANGED_FEATURES.index("log_distance"), axis=-1).any()
+    calibration.save(tmp_path / "c.json")
+    assert VarianceCalibration.load(tmp_path / "c.json") == calibration
+    older = json.loads((tmp_path / "c.json").read_text())
+    older["format"] = "handcli-variance-calibration/2"
+    del older["feature_ranges"]
+    (tmp_path / "old.json").write_text(json.dumps(older))
+    assert beyond_calibration(far, VarianceCalibration.load(tmp_path / "old.json")) is None
+
+
+def test_the_variance_stage_marks_and_counts_the_frames_beyond_the_calibration(tiny_weights, tmp_path):
+    from handcli.artifacts import Artifact
+    from handcli.stages.info import describe_uncertainty
+    from handcli.stages.variance import VarianceConfig, variance
+
+    weights, posterior = tiny_weights
+    keypoints3d, keypoints2d, valid, K = synthetic_estimates(np.random.default_rng(9), frames=40)
+    artifact = Artifact(keypoints3d.astype(np.float32), valid, np.array([True]), fps=30.0,
+                        keypoints2d=keypoints2d.astype(np.float32), K=K.astype(np.float32),
+                        image_size=np.array([640, 480]))
+    calibration = VarianceCalibration.load()
+    calibration.feature_ranges = {name: [-1e3, 1e3] for name in calibration.feature_ranges}
+    calibration.save(tmp_path / "wide.json")
+    calibration.feature_ranges["log_distance"] = [5.0, 6.0]  # 74-200 m: every frame is nearer
+    calibration.save(tmp_path / "far.json")
+    results = [variance(artifact, VarianceConfig(weights=weights, laplace=posterior, samples=3, device="cpu",
+                                                 input_draws=2, calibration=tmp_path / name))
+               for name in ("wide.json", "far.json")]
+    inside, beyond = results
+    assert inside.beyond_calibration.shape == (1, 40) and not inside.beyond_calibration.any()
+    assert inside.meta["beyond_calibration"] == {"frames": 0, "of": int(valid.sum()), "features": {}}
+    assert beyond.beyond_calibration[valid].all()
+    assert beyond.meta["beyond_calibration"] == {"frames": int(valid.sum()), "of": int(valid.sum()),
+                                                 "features": {"log_distance": int(valid.sum())}}
+    assert np.array_equal(inside.var_joints, beyond.var_joints)  # a flag, not a change of the error bars
+    assert not any("extrapolates" in line for line in describe_uncertainty(inside))
+    lines = describe_uncertainty(beyond)
+    assert any(f"on {int(valid.sum())} of {int(valid.sum())} frames the ± extrapolates" in line for line in lines)
+    assert any(f"distance (log_distance) on {int(valid.sum())} frames" in line for line in lines)
 
 
 def test_variance_stage_writes_var_root_for_inputs_from_video(tiny_weights):

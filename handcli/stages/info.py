@@ -75,10 +75,24 @@ def describe_file(path: Path) -> list[str]:
     return lines
 
 
+def _beyond_features(meta: dict) -> list[str]:
+    """The features beyond the calibration's range that the variance stage's meta counted, with their frames,
+    as one line (none when none are on record)."""
+    from handcli.variance.estimate import FEATURE_WORDS
+
+    summary = meta.get("beyond_calibration") or (meta.get("variance") or {}).get("beyond_calibration") or {}
+    counts = summary.get("features") or {}
+    if not counts:
+        return []
+    return ["    beyond the calibration's range: " + ", ".join(
+        f"{FEATURE_WORDS.get(name, name)} ({name}) on {frames} frame{'s' if frames != 1 else ''}"
+        for name, frames in counts.items())]
+
+
 def describe_uncertainty(artifact) -> list[str]:
     """Per track, over its valid frames: the median ± (one standard deviation) of the hand's position, along
     the camera ray and across it, when `var_root` is there, and of the articulation (what var_joints holds
-    beyond the whole hand), in mm."""
+    beyond the whole hand), in mm; and on how many frames those error bars extrapolate (`beyond_calibration`)."""
     lines = ["  uncertainty (median over valid frames, ± one standard deviation):"]
     for h in range(artifact.num_tracks):
         valid = artifact.valid[h]
@@ -101,6 +115,12 @@ def describe_uncertainty(artifact) -> list[str]:
         else:
             lines.append(f"    track {h}: ±{1000 * np.median(np.sqrt(joints.mean(1))):.0f} mm per joint (no "
                          "whole-hand covariance: the input had no 2D keypoints and intrinsics)")
+        if artifact.beyond_calibration is not None and artifact.beyond_calibration[h, valid].any():
+            lines.append(f"    track {h}: on {int(artifact.beyond_calibration[h, valid].sum())} of {int(valid.sum())} "
+                         "frames the ± extrapolates beyond the calibration's range (the estimate may have failed "
+                         "there too)")
+    if artifact.beyond_calibration is not None and (artifact.beyond_calibration & artifact.valid).any():
+        lines += _beyond_features(artifact.meta)
     if artifact.var_root is not None:
         from handcli.artifacts import stage_meta
         from handcli.variance.estimate import assumed_focal_spread, focal_given

@@ -94,7 +94,8 @@ def refine(artifact: Artifact, config: RefineConfig) -> Artifact:
     else:  # the upstream parameters describe the unrefined motion: a renderer must not draw them
         changes.update(global_orient=None, hand_pose=None, transl=None, betas=None)
     # stale per-frame data from upstream no longer describes the refined motion
-    changes.update(var_joints=None, var_vertices=None, var_force=None, var_root=None, world_landmarks=None)
+    changes.update(var_joints=None, var_vertices=None, var_force=None, var_root=None, beyond_calibration=None,
+                   world_landmarks=None)
     changes["meta"] = make_meta("refine", hand_model=config.hand_model if config.fit_params else None,
                                 config=_config_dict(config), timings=timings, previous=artifact.meta)
     refined = artifact.replace(**changes)

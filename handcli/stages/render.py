@@ -15,7 +15,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from handcli.artifacts import Artifact, atomic_path
+from handcli.artifacts import Artifact, atomic_path, stage_meta
 from handcli.errors import BadInput, StageFailed
 from handcli.inputs import load_input
 from handcli.render.backends import make_renderer
@@ -61,6 +61,7 @@ class RenderResult:
     seconds: float
     draw_ms: float  # mean time to draw one output frame (no decode, no encode)
     flagged: int | None = None  # --variance: frames above the threshold
+    extrapolated: int | None = None  # --variance: frames whose error bars extrapolate (beyond_calibration)
     threshold_mm: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -77,6 +78,7 @@ class VarianceView:
     lut: np.ndarray
     spreads: dict[int, np.ndarray] = field(default_factory=dict)  # track -> (V, 21) when only var_joints
     depth_scores: np.ndarray | None = None  # (T,) RMS sd of the hands' position along the camera ray, mm
+    extrapolated: np.ndarray | None = None  # (T,) bool: a valid track's error bars extrapolate (beyond_calibration)
 
     def _shown(self, variance: np.ndarray, h: int, t: int) -> np.ndarray:
         """The coloured variance: with var_root, what is left beyond the whole hand (`_articulation`)."""
@@ -134,8 +136,10 @@ def variance_view(artifact: Artifact, threshold_mm: float | None) -> VarianceVie
     vmax = float(np.percentile(values, 99)) if values.size else 1.0
     if np.isfinite(threshold_mm) and artifact.var_root is None:  # the threshold is on the bar only when it shows scores
         vmax = max(vmax, 1.1 * threshold_mm)
+    beyond = artifact.beyond_calibration
+    extrapolated = (beyond & valid).any(0) if beyond is not None else np.zeros(artifact.num_frames, bool)
     return VarianceView(artifact, max(vmax, 1e-3), float(threshold_mm), scores, colour_lut("viridis"),
-                        depth_scores=ray_sd_mm(artifact))
+                        depth_scores=ray_sd_mm(artifact), extrapolated=extrapolated)
 
 
 def ray_sd_mm(artifact: Artifact) -> np.ndarray | None:
@@ -300,7 +304,10 @@ def render_file(input: Path, config: RenderConfig, notify: Callable[[str], None]
         if artifact.image_size is not None and tuple(int(x) for x in artifact.image_size) != (info.width, info.height):
             raise BadInput(f"image_size: the input was made from a {int(artifact.image_size[0])}x"
                            f"{int(artifact.image_size[1])} video, {config.video} is {info.width}x{info.height}")
-        source = artifact.meta.get("inputs", {}).get("sha256") if isinstance(artifact.meta.get("inputs"), dict) else None
+        # the video detect read, wherever detect is in the artifact's history (a later stage's own `inputs` is
+        # the artifact file it read, not the video)
+        detected = (stage_meta(artifact.meta, "detect") or {}).get("inputs")
+        source = detected.get("sha256") if isinstance(detected, dict) and "video" in detected else None
         if source and not Path(config.video).is_dir():
             from handcli.video import video_digest
 
@@ -394,6 +401,7 @@ def render_file(input: Path, config: RenderConfig, notify: Callable[[str], None]
     if variance is not None:
         result.threshold_mm = variance.threshold
         result.flagged = int(np.nansum(variance.frame_scores > variance.threshold))
+        result.extrapolated = int(variance.extrapolated.sum())
     return result
 
 
@@ -432,8 +440,12 @@ def _annotate_variance(image: np.ndarray, variance: VarianceView, t: int) -> Non
     scale = max(1.0, image.shape[0] / 720)
     depth = "" if variance.depth_scores is None or not np.isfinite(variance.depth_scores[t]) else \
         f", depth sd {variance.depth_scores[t]:.0f} mm"
+    # beyond the calibration the sd is the model's extrapolation, and the estimate itself may have failed
+    extrapolated = ", sd extrapolated" if variance.extrapolated is not None and variance.extrapolated[t] else ""
     if score > variance.threshold:
-        highlight(image, f"uncertain: sd {score:.1f} mm > {variance.threshold:.1f} mm{depth}")
+        highlight(image, f"uncertain: sd {score:.1f} mm > {variance.threshold:.1f} mm{depth}{extrapolated}")
+    elif extrapolated:
+        highlight(image, f"sd {score:.1f} mm{depth}{extrapolated}")
     else:
         draw_text(image, f"sd {score:.1f} mm{depth}", (12, image.shape[0] - int(16 * scale)))
 

@@ -66,6 +66,24 @@ class VarianceMaps:
     # relative depth error added along the ray for an assumed focal length (0: the camera's was given; None:
     # the estimate's uncertainty was not described)
     focal_spread: float | None = None
+    # (H, T, R) bool over handcli.variance.estimate.RANGED_FEATURES: the frame's feature lies beyond the
+    # calibration's range (None: not described, or a calibration without ranges)
+    beyond: np.ndarray | None = None
+
+    @property
+    def beyond_calibration(self) -> np.ndarray | None:
+        """(H, T) bool: frames whose error bars extrapolate beyond the calibration's range."""
+        return None if self.beyond is None else self.beyond.any(-1)
+
+    def beyond_summary(self, valid: np.ndarray) -> dict | None:
+        """For the meta: how many valid frames extrapolate, in all and per feature (those with any)."""
+        if self.beyond is None:
+            return None
+        from handcli.variance.estimate import RANGED_FEATURES
+
+        beyond = self.beyond & valid[..., None]
+        return {"frames": int(beyond.any(-1).sum()), "of": int(valid.sum()),
+                "features": {name: int(count) for name, count in zip(RANGED_FEATURES, beyond.sum((0, 1))) if count}}
 
 
 def observations_of(artifact: Artifact) -> Artifact:
@@ -112,10 +130,11 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
                                    direct=not config.chain)
         timings["propagate_s"] = time.perf_counter() - started
         coordinate_variance = laplace_scale * result.variance
-        var_root, focal_spread = None, None
+        var_root, focal_spread, beyond = None, None, None
         if describe_input:
             started = time.perf_counter()
-            var_root, estimate_variance, focal_spread = _estimate_part(refiner, observations, calibration, config)
+            var_root, estimate_variance, focal_spread, beyond = _estimate_part(refiner, observations, calibration,
+                                                                               config)
             coordinate_variance = coordinate_variance + estimate_variance
             timings["estimate_part_s"] = time.perf_counter() - started
         var_joints = joint_variance(coordinate_variance).astype(np.float32)
@@ -127,16 +146,16 @@ def compute_variance(observations: Artifact, target: Artifact, config: VarianceC
         timings["forces_s"] = time.perf_counter() - started
     finally:
         torch.set_num_threads(previous_threads)
-    return VarianceMaps(var_joints, var_vertices, var_force, var_root, timings, name, focal_spread)
+    return VarianceMaps(var_joints, var_vertices, var_force, var_root, timings, name, focal_spread, beyond)
 
 
 def _estimate_part(refiner, observations: Artifact, calibration, config: VarianceConfig):
     """The per-frame estimate's uncertainty (handcli.variance.estimate) as it reaches the refined motion:
     (var_root (H, T, 3, 3) m², per-coordinate variance (H, T, 21, 3) m², the relative depth error of an
-    assumed focal length in it), the model's covariances scaled by the refiner's measured gains
-    (handcli.variance.sequence.input_gain)."""
-    from handcli.variance.estimate import (assumed_focal_spread, estimate_uncertainty, focal_given, frame_features,
-                                           hand_length_given, sample_estimate_errors)
+    assumed focal length in it, where the features lie beyond the calibration's range (H, T, R) or None), the
+    model's covariances scaled by the refiner's measured gains (handcli.variance.sequence.input_gain)."""
+    from handcli.variance.estimate import (assumed_focal_spread, beyond_calibration, estimate_uncertainty,
+                                           focal_given, frame_features, hand_length_given, sample_estimate_errors)
     from handcli.variance.sequence import input_gain
 
     features = frame_features(observations.keypoints3d, observations.keypoints2d, observations.valid,
@@ -155,7 +174,7 @@ def _estimate_part(refiner, observations: Artifact, calibration, config: Varianc
     var_root = uncertainty.var_root * gain.root[:, None, None, None]
     articulation = uncertainty.var_articulation * gain.articulation[:, None, :]  # (H, T, 21) per coordinate
     per_coordinate = np.diagonal(var_root, axis1=-2, axis2=-1)[:, :, None, :] + articulation[..., None]
-    return var_root.astype(np.float32), per_coordinate, focal_spread
+    return var_root.astype(np.float32), per_coordinate, focal_spread, beyond_calibration(features, calibration)
 
 
 def _hand_model(target: Artifact, config: VarianceConfig):
@@ -217,7 +236,7 @@ def _force_maps(model, betas: np.ndarray, mean: np.ndarray, variance: np.ndarray
 
 def _with_maps(artifact: Artifact, maps: VarianceMaps) -> Artifact:
     return artifact.replace(var_joints=maps.var_joints, var_vertices=maps.var_vertices, var_force=maps.var_force,
-                            var_root=maps.var_root)
+                            var_root=maps.var_root, beyond_calibration=maps.beyond_calibration)
 
 
 def variance(artifact: Artifact, config: VarianceConfig, notify: Callable[[str], None] | None = None) -> Artifact:
@@ -231,6 +250,7 @@ def variance(artifact: Artifact, config: VarianceConfig, notify: Callable[[str],
     meta = make_meta("variance", hand_model=maps.hand_model, config=_config_dict(config),
                      timings=maps.timings, previous=artifact.meta)
     meta["focal_spread"] = maps.focal_spread
+    meta["beyond_calibration"] = maps.beyond_summary(artifact.valid)
     return _with_maps(artifact, maps).replace(meta=meta)
 
 
@@ -239,7 +259,8 @@ def attach_variance(refined: Artifact, observations: Artifact, config: VarianceC
     """For `refine --variance`: the refined artifact with the maps of the refinement of `observations`."""
     maps = compute_variance(observations, refined, config, refiner, notify, posterior)
     meta = dict(refined.meta)
-    meta["variance"] = {"config": _config_dict(config), "timings": maps.timings, "focal_spread": maps.focal_spread}
+    meta["variance"] = {"config": _config_dict(config), "timings": maps.timings, "focal_spread": maps.focal_spread,
+                        "beyond_calibration": maps.beyond_summary(refined.valid)}
     return _with_maps(refined, maps).replace(meta=meta)
 
 

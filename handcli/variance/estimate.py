@@ -44,9 +44,20 @@ import numpy as np
 from handcli.errors import BadInput
 
 DEFAULT_CALIBRATION_PATH = Path(__file__).resolve().parents[2] / "weights" / "variance_calibration.json"
-CALIBRATION_FORMAT = "handcli-variance-calibration/2"
+CALIBRATION_FORMAT = "handcli-variance-calibration/3"
+# /2 files (before the feature ranges) still load; their maps then cannot say where they extrapolate
+READABLE_FORMATS = ("handcli-variance-calibration/2", CALIBRATION_FORMAT)
 FEATURES = ("log_hand_px", "log_distance", "foreshortening", "fingers_away", "palm_facing", "reprojection",
             "low_confidence", "truncation", "unobserved", "depth_wobble", "size_wobble", "size_given", "constant")
+# the features whose range over the fitted frames the calibration records: the others (size_given, the
+# constant) only ever take values the fit saw
+RANGED_FEATURES = FEATURES[:-2]
+# what each of them is, in words a user reads (`handcli info`)
+FEATURE_WORDS = {"log_hand_px": "hand size in pixels", "log_distance": "distance", "foreshortening": "foreshortening",
+                 "fingers_away": "finger direction", "palm_facing": "palm direction",
+                 "reprojection": "fit to the 2D keypoints", "low_confidence": "detector confidence",
+                 "truncation": "cut at the image border", "unobserved": "gap to an observed frame",
+                 "depth_wobble": "depth wobble", "size_wobble": "size wobble"}
 # the features the floor of the whole hand's variance along the ray depends on (module docstring)
 RAY_FLOOR_FEATURES = ("size_given", "constant")
 UNOBSERVED_SECONDS = 0.5  # an interpolated frame this far from an observed one counts as fully unobserved
@@ -101,7 +112,9 @@ class VarianceCalibration:
     follows, exp(-lag² / (4 w²)); constant_root, constant_articulation: the share of the whole-hand and of the
     articulation error variance that stays constant over a track (a per-clip bias: a wrong hand size, a
     consistently misread finger), the rest fluctuating with that autocorrelation (both for sampling);
-    fitted_on: provenance."""
+    fitted_on: provenance; feature_ranges: {name: [lowest, highest]} of each of RANGED_FEATURES over the
+    frames fitted on (None in format /2 files), where the model stops being fitted and starts extrapolating
+    (`beyond_calibration`)."""
 
     laplace_scale: float
     ray: list[float]
@@ -112,6 +125,7 @@ class VarianceCalibration:
     constant_articulation: float
     fitted_on: dict
     ray_floor: list[float]
+    feature_ranges: dict[str, list[float]] | None = None
 
     def save(self, path: Path) -> None:
         from handcli.artifacts import atomic_path
@@ -125,17 +139,21 @@ class VarianceCalibration:
         path = Path(path) if path is not None else DEFAULT_CALIBRATION_PATH
         try:
             payload = json.loads(path.read_text())
-            if payload.get("format") != CALIBRATION_FORMAT or payload.get("features") != list(FEATURES):
+            if payload.get("format") not in READABLE_FORMATS or payload.get("features") != list(FEATURES):
                 raise ValueError
+            ranges = payload.get("feature_ranges") if payload["format"] == CALIBRATION_FORMAT else None
             calibration = cls(float(payload["laplace_scale"]), payload["ray"], payload["side"],
                               payload["articulation"], float(payload["correlation_frames"]),
                               float(payload["constant_root"]), float(payload["constant_articulation"]),
-                              payload.get("fitted_on", {}), payload["ray_floor"])
+                              payload.get("fitted_on", {}), payload["ray_floor"],
+                              None if ranges is None else {name: [float(low), float(high)]
+                                                           for name, (low, high) in ranges.items()})
             if (np.asarray(calibration.articulation).shape != (21, len(FEATURES))
-                    or np.asarray(calibration.ray_floor).shape != (len(FEATURES),)):
+                    or np.asarray(calibration.ray_floor).shape != (len(FEATURES),)
+                    or (ranges is not None and sorted(ranges) != sorted(RANGED_FEATURES))):
                 raise ValueError
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise BadInput(f"{path} is not a readable {CALIBRATION_FORMAT} file over {', '.join(FEATURES)} "
+            raise BadInput(f"{path} is not a readable {' or '.join(READABLE_FORMATS)} file over {', '.join(FEATURES)} "
                            f"({type(error).__name__})") from None
         return calibration
 
@@ -315,6 +333,24 @@ def estimate_uncertainty(features: FrameFeatures, model: VarianceCalibration, fo
     return EstimateUncertainty(var_root, var_articulation)
 
 
+def beyond_calibration(features: FrameFeatures, model: VarianceCalibration) -> np.ndarray | None:
+    """(H, T, R) bool over RANGED_FEATURES: where a frame's feature lies outside the range of the frames the
+    calibration was fitted on, so its variance is the log-linear model's extrapolation; None when the
+    calibration records no ranges (format /2).
+
+    Why say so: inside the range the model is fitted, outside it a straight line in log-variance is a guess.
+    And an estimate that places a hand nearer or further than any the calibration saw is itself suspect: on
+    the video benchmark's test split the frames beyond the distance range were those of its two gross
+    failures, a hand placed at less than half its distance and a tiny far hand taken for the other side
+    (docs/results.md)."""
+    if model.feature_ranges is None:
+        return None
+    columns = [FEATURES.index(name) for name in RANGED_FEATURES]
+    ranges = np.array([model.feature_ranges[name] for name in RANGED_FEATURES])  # (R, 2)
+    values = features.design[..., columns]
+    return (values < ranges[:, 0]) | (values > ranges[:, 1])
+
+
 def sample_estimate_errors(uncertainty: EstimateUncertainty, correlation_frames: float, fps: float,
                            rng: np.random.Generator, constant_root: float = 0.0,
                            constant_articulation: float = 0.0) -> np.ndarray:
@@ -377,7 +413,7 @@ def fit_error_model(design: np.ndarray, ray_sq: np.ndarray, side_sq: np.ndarray,
                     fitted_on: dict, ridge: float = 1e-2, laplace_scale: float = 1.0) -> VarianceCalibration:
     """Coefficients from frames (N,): design (N, F) over FEATURES, targets as `error_targets` returns; the
     ray's expected squared error log-linear above a floor (`fit_log_linear_mean_above_floor`), the others
-    log-linear (`fit_log_linear_mean`).
+    log-linear (`fit_log_linear_mean`); and the range of each of RANGED_FEATURES over the frames.
 
     Why the floor only along the ray: there it lowers the leave-one-clip-out Poisson deviance on the video
     benchmark's tuning split (2.07 to 1.88); across the ray it raises it (8.47 to 11.64), and for the
@@ -389,9 +425,11 @@ def fit_error_model(design: np.ndarray, ray_sq: np.ndarray, side_sq: np.ndarray,
     floor_columns = [FEATURES.index(name) for name in RAY_FLOOR_FEATURES]
     ray, ray_floor = fit_log_linear_mean_above_floor(design, ray_sq, floor_columns, ridge)
     articulation = [fit(articulation_sq[:, j]) for j in range(articulation_sq.shape[1])]
+    ranges = {name: [float(design[:, FEATURES.index(name)].min()), float(design[:, FEATURES.index(name)].max())]
+              for name in RANGED_FEATURES}
     return VarianceCalibration(float(laplace_scale), ray.tolist(), fit(side_sq), articulation,
                                float(correlation_frames), float(constant_root), float(constant_articulation),
-                               fitted_on, ray_floor.tolist())
+                               fitted_on, ray_floor.tolist(), ranges)
 
 
 def fit_log_linear_mean_above_floor(design: np.ndarray, squared: np.ndarray, floor_columns: list[int], ridge: float
