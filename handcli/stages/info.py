@@ -85,7 +85,8 @@ def _beyond_features(meta: dict) -> list[str]:
     if not counts:
         return []
     return ["    beyond the calibration's range: " + ", ".join(
-        f"{FEATURE_WORDS.get(name, name)} ({name}) on {frames} frame{'s' if frames != 1 else ''}"
+        f"{FEATURE_WORDS.get(name, name)}{'' if FEATURE_WORDS.get(name, name) == name else f' ({name})'} on "
+        f"{frames} frame{'s' if frames != 1 else ''}"
         for name, frames in counts.items())]
 
 
