@@ -138,3 +138,37 @@ def test_fragments_without_metric_size_link_on_geometry_alone():
     schedule.update({f: [seen(hand_template() + (310, 300), 0.9, 0.0)] for f in range(50, 80)})
     tracks, links = track(schedule)
     assert len(tracks) == 1 and links[0].size_ratio == 1.0
+
+
+def fragment(track_id: int, frames, x0: float, scores=None) -> "Track":
+    """A track of a right hand moving right 4 px a frame from x0 at frame 0."""
+    from handcli.detect.tracking import Track
+
+    out = Track(track_id=track_id)
+    for frame in frames:
+        detection = seen(hand_template() + (x0 + 4 * frame, 300), 0.9)
+        if scores is not None:
+            detection.score = scores.get(frame, detection.score)
+        out.add(frame, detection)
+    return out
+
+
+def test_a_hand_seen_twice_as_its_track_hands_over_stays_one_track():
+    """Test clip51 of the video benchmark: MediaPipe saw the hand twice on one frame, 0.151 hand sizes apart
+    (just beyond the tracker's duplicate distance), the copy went on as a new track and the first ended there.
+    The two share that one frame, so a link end to start was impossible; the handover links them."""
+    size = float(np.hypot(*np.ptp(hand_template(), axis=0)))
+    first = fragment(0, range(0, 21), 100.0, scores={20: 0.8})
+    second = fragment(1, range(20, 60), 100.0 + 0.2 * size, scores={20: 0.98})
+    tracks, links = link_fragments([first, second], FPS)
+    assert len(tracks) == 1 and len(links) == 1 and links[0].gap == -1
+    assert tracks[0].frames == list(range(60))
+    assert tracks[0].detections[20].score == 0.98  # the shared frame keeps the better detection
+    # not a handover: the shared frame's keypoints too far apart (two hands), or shared too long (seen together)
+    far = fragment(1, range(20, 60), 100.0 + 0.5 * size)
+    assert len(link_fragments([fragment(0, range(0, 21), 100.0), far], FPS)[0]) == 2
+    together = fragment(1, range(15, 60), 100.0 + 0.2 * size)
+    assert len(link_fragments([fragment(0, range(0, 21), 100.0), together], FPS)[0]) == 2
+    # nor when the later fragment is inside the earlier one's span
+    inside = fragment(1, range(20, 21), 100.0)
+    assert len(link_fragments([fragment(0, range(0, 21), 100.0), inside], FPS)[0]) == 2

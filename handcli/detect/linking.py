@@ -11,6 +11,11 @@ track. Afterwards, fragments are linked end to start when the link is plausible:
     hand sizes (a hand that left at the left edge and comes back at the left edge links at once; across the
     image it needs time);
   * the gap is at most `max_gap_seconds`.
+A handover is linked too: fragments that share at most `handover_frames` frames, the earlier one's last and
+the later one's first, on which their keypoints nearly coincide. That is one hand that MediaPipe saw twice for
+a frame (a duplicate just beyond the tracker's `duplicate_distance`), the copy then taking over the track;
+two real hands would have to swap places within a frame. The merged track keeps the higher-scoring detection
+on the shared frames.
 Candidate links are taken cheapest first (cost: the wrist's move in hand sizes plus the size mismatch), each
 fragment end and start used once, so a re-entering hand takes the fragment nearest where it left.
 """
@@ -35,6 +40,10 @@ class LinkConfig:
     max_size_ratio: float = 1.25  # metric hand sizes (world landmarks) further apart than this: other hands
     weak_vote: float = 0.2  # |mean handedness vote| below this says nothing about the side
     edge_frames: int = 5  # observations at each fragment end that describe where and how big it was
+    handover_frames: int = 2  # a handover's fragments share at most this many frames (module docstring)
+    # and on them their keypoints lie within this mean distance, in hand sizes (box diagonals): twice the
+    # tracker's same-frame duplicate distance, as the handover's timing is evidence of its own
+    handover_hand_sizes: float = 0.3
 
 
 def resolve_sides(tracks: list[Track], min_overlap: float = 0.5) -> list[int]:
@@ -65,7 +74,8 @@ def resolve_sides(tracks: list[Track], min_overlap: float = 0.5) -> list[int]:
 
 @dataclass
 class Link:
-    """Fragment `later` continues fragment `earlier` (track ids before linking) after `gap` unseen frames."""
+    """Fragment `later` continues fragment `earlier` (track ids before linking) after `gap` unseen frames
+    (negative: a handover, the two shared -gap frames)."""
 
     earlier: int
     later: int
@@ -106,6 +116,22 @@ def _side(track: Track, weak: float) -> int:
     return 0 if abs(mean) < weak else (1 if mean > 0 else -1)
 
 
+def _handover(earlier: Track, later: Track, config: LinkConfig) -> bool:
+    """Whether `later` takes over from `earlier` at a duplicate: they share 1 to `handover_frames` frames,
+    `earlier`'s last and `later`'s first, and on each their keypoints nearly coincide."""
+    shared = sorted(set(earlier.frames) & set(later.frames))
+    if not 0 < len(shared) <= config.handover_frames or later.frames[-1] <= earlier.frames[-1]:
+        return False
+    if earlier.frames[-len(shared):] != shared or later.frames[:len(shared)] != shared:
+        return False
+    for offset in range(len(shared)):
+        first, second = earlier.detections[offset - len(shared)], later.detections[offset]
+        size = max(float(np.hypot(*(first.box[2:] - first.box[:2]))), 1e-6)
+        if np.linalg.norm(first.keypoints2d - second.keypoints2d, axis=-1).mean() / size > config.handover_hand_sizes:
+            return False
+    return True
+
+
 def link_fragments(tracks: list[Track], fps: float, config: LinkConfig | None = None
                    ) -> tuple[list[Track], list[Link]]:
     """Merge linked fragments (in frame order, ids renumbered by first appearance); returns (tracks, links)."""
@@ -120,7 +146,7 @@ def link_fragments(tracks: list[Track], fps: float, config: LinkConfig | None = 
     for a, track_a in enumerate(tracks):
         for b, track_b in enumerate(tracks):
             gap = starts[b].frame - ends[a].frame - 1
-            if a == b or gap < 0 or gap > config.max_gap_seconds * fps:
+            if a == b or gap > config.max_gap_seconds * fps or (gap < 0 and not _handover(track_a, track_b, config)):
                 continue
             if sides[a] * sides[b] < 0:
                 continue
@@ -130,7 +156,7 @@ def link_fragments(tracks: list[Track], fps: float, config: LinkConfig | None = 
                 continue
             hand_size = 0.5 * (ends[a].hand_size + starts[b].hand_size)
             move = float(np.linalg.norm(starts[b].wrist - ends[a].wrist)) / hand_size
-            if move > config.base_hand_sizes + config.speed_hand_sizes * (gap + 1) / fps:
+            if move > config.base_hand_sizes + config.speed_hand_sizes * max(gap + 1, 0) / fps:
                 continue
             candidates.append((move + (ratio - 1.0) * 4.0, Link(track_a.track_id, track_b.track_id, gap, move, ratio),
                                a, b))
@@ -149,8 +175,13 @@ def link_fragments(tracks: list[Track], fps: float, config: LinkConfig | None = 
         chain = Track(track_id=len(merged))
         node = index
         while True:
-            chain.frames.extend(tracks[node].frames)
-            chain.detections.extend(tracks[node].detections)
+            for frame, detection in zip(tracks[node].frames, tracks[node].detections):
+                if chain.frames and frame <= chain.frames[-1]:  # a handover's shared frame: one hand seen twice
+                    at = chain.frames.index(frame)
+                    if detection.score > chain.detections[at].score:
+                        chain.detections[at] = detection
+                    continue
+                chain.add(frame, detection)
             if node not in successor:
                 break
             node = successor[node]

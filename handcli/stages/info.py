@@ -65,9 +65,10 @@ def describe_file(path: Path) -> list[str]:
             lines.append(f"    side taken from the vote for track(s) {', '.join(map(str, tracking['side_flips']))} "
                          "(two hands claimed one side)")
         for link in links:
-            lines.append(f"    linked fragment {link['later']} after {link['earlier']} across {link['gap_frames']} "
-                         f"unseen frame(s) (moved {link['move_hand_sizes']:g} hand sizes, size ratio "
-                         f"{link['size_ratio']:g})")
+            how = (f"across {link['gap_frames']} unseen frame(s)" if link["gap_frames"] >= 0 else
+                   f"where the detector saw the hand twice on {-link['gap_frames']} frame(s)")
+            lines.append(f"    linked fragment {link['later']} after {link['earlier']} {how} (moved "
+                         f"{link['move_hand_sizes']:g} hand sizes, size ratio {link['size_ratio']:g})")
     for key, value in sorted(artifact.meta.get("import", {}).items()):
         lines.append(f"  import {key}: {value}")
     if artifact.var_joints is not None:
