@@ -46,8 +46,8 @@ class AnchorConfig:
     image_seconds: float = 0.067
 
 
-OUTLIER_FACTOR = 5.0
-MIN_IMAGE_DEPTH = 0.02  # metres: joints nearer the camera plane than this take no part in `follow_image`  # a frame further than this many medians from the typical one is an outlier
+OUTLIER_FACTOR = 5.0  # a frame further than this many medians from the typical one is an outlier
+MIN_IMAGE_DEPTH = 0.02  # metres: joints nearer the camera plane than this take no part in `follow_image`
 
 
 def clip_outliers(values: np.ndarray, valid: np.ndarray, sigma: float = 2.0) -> np.ndarray:
