@@ -398,7 +398,9 @@ def artifact_from_arrays(arrays: dict[str, np.ndarray], *, source: str = "input"
     values["fps"] = fps
     valid = values["valid"]
     for key, value in list(values.items()):
-        if SPEC[key][1] in "fi" and isinstance(value, np.ndarray):
+        if SPEC[key][1] == "b" and isinstance(value, np.ndarray) and key != "valid":
+            values[key] = _cast(key, value)  # another tool's 0/1 (or 0/255) flags: nonzero is True
+        elif SPEC[key][1] in "fi" and isinstance(value, np.ndarray):
             values[key] = _cast(key, value)
             _check_finite(key, values[key], valid if key in PER_FRAME_KEYS else None)
     check_units(values["keypoints3d"], valid, frame_warnings=not frame_known)

@@ -41,6 +41,16 @@ def test_round_trip_preserves_every_key(tmp_path):
     assert loaded.fps == pytest.approx(29.97, rel=1e-6)
 
 
+def test_flags_written_as_integers_by_another_tool_load_as_bool(tmp_path):
+    """A 0/1/255 flag array from another tool: nonzero is True (uint8 & bool would drop the 2 of 0b10)."""
+    arrays = Artifact(random_keypoints(1, 4), np.ones((1, 4), bool), np.array([True])).arrays()
+    np.savez(tmp_path / "a.npz", **arrays, beyond_calibration=np.array([[2, 0, 1, 255]], np.uint8),
+             observed=np.array([[1, 1, 0, 1]], np.uint8))
+    loaded = load_artifact(tmp_path / "a.npz")
+    assert loaded.beyond_calibration.dtype == bool and loaded.beyond_calibration.tolist() == [[True, False, True, True]]
+    assert loaded.observed.dtype == bool and loaded.observed.tolist() == [[True, True, False, True]]
+
+
 def test_every_spec_key_is_a_field():
     assert set(SPEC) <= set(Artifact.__dataclass_fields__)
 

@@ -60,6 +60,8 @@ def posed_artifact(seed: int = 0, is_right=(True, False), frames: int = T) -> Ar
         artifact.valid[1, :2] = False
         artifact.observed[1, :2] = False
         artifact.observed[0, 3] = False  # an infilled frame
+    artifact.beyond_calibration = np.zeros((H, frames), bool)
+    artifact.beyond_calibration[0, 4] = True  # error bars beyond the calibration's range
     return artifact
 
 
@@ -392,6 +394,11 @@ def test_rrd_loads_with_the_rerun_sdk(exported, two_hands):
     for t, points in logged.items():
         np.testing.assert_allclose(np.array(points), two_hands.keypoints3d[1, t], atol=1e-6)
     assert "Component(/world/hands/track1:ClearIsRecursive)" in columns  # the hand is cleared where invalid
+    flags = recording.view(index="frame", contents="/flags").select().read_all()
+    texts = {t: text for t, text in zip(flags.column("frame").to_pylist(), flags.column("/flags:Text").to_pylist())
+             if text is not None}
+    assert "track 0 error bars extrapolate" in str(texts.get(4)), texts.get(4)
+    assert not any("extrapolate" in str(text) for t, text in texts.items() if t != 4)
     mesh = recording.view(index="frame", contents="/world/hands/track0/mesh").select().read_all()
     vertices = [v for v in mesh.column("/world/hands/track0/mesh:Position3D").to_pylist() if v is not None]
     expected, _ = model_output(two_hands, 0)

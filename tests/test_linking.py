@@ -174,3 +174,32 @@ def test_a_hand_seen_twice_as_its_track_hands_over_stays_one_track():
     # nor when the later fragment is inside the earlier one's span
     inside = fragment(1, range(20, 21), 100.0)
     assert len(link_fragments([fragment(0, range(0, 21), 100.0), inside], FPS)[0]) == 2
+    # two shared frames; the earlier fragment's detections win where they score higher
+    tracks, links = link_fragments([fragment(0, range(0, 22), 100.0, scores={20: 0.95, 21: 0.5}),
+                                    fragment(1, range(20, 60), 100.0 + 0.2 * size, scores={20: 0.7, 21: 0.9})], FPS)
+    assert len(tracks) == 1 and links[0].gap == -2 and tracks[0].frames == list(range(60))
+    assert [tracks[0].detections[t].score for t in (20, 21)] == [0.95, 0.9]
+    # shared frames that are not consecutive are no handover
+    gappy = fragment(0, [*range(0, 19), 20], 100.0)
+    assert len(link_fragments([gappy, fragment(1, [18, *range(20, 60)], 100.0 + 0.2 * size)], FPS)[0]) == 2
+    # a confident left hand does not continue a confident right one, however close
+    left = fragment(1, range(20, 60), 100.0 + 0.2 * size)
+    for detection in left.detections:
+        detection.right_probability = 0.05
+    assert len(link_fragments([fragment(0, range(0, 21), 100.0), left], FPS)[0]) == 2
+
+
+def test_info_words_a_handover_link(tmp_path):
+    from handcli.artifacts import Artifact, make_meta, save_artifact
+    from handcli.stages.info import describe_file
+    from tests.conftest import random_keypoints
+
+    meta = make_meta("detect")
+    meta["tracking"] = {"tracks_found": 2, "tracks_dropped": 0, "links": [
+        {"earlier": 0, "later": 1, "gap_frames": -1, "move_hand_sizes": 0.12, "size_ratio": 1.44},
+        {"earlier": 2, "later": 3, "gap_frames": 30, "move_hand_sizes": 0.5, "size_ratio": 1.0}]}
+    path = save_artifact(Artifact(random_keypoints(1, 4), np.ones((1, 4), bool), np.array([True]), meta=meta),
+                         tmp_path / "a.npz")
+    lines = describe_file(path)
+    assert any("linked fragment 1 after 0 where the detector saw the hand twice on 1 frame(s)" in line for line in lines)
+    assert any("linked fragment 3 after 2 across 30 unseen frame(s)" in line for line in lines)

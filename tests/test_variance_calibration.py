@@ -11,7 +11,7 @@ import pytest
 from handcli.errors import BadInput
 from handcli.variance.calibration import (ause, calibrated_error_draw, calibration_summary, coverage, nominal_radius,
                                           reliability_bins)
-from handcli.variance.estimate import (FEATURES, EstimateUncertainty, VarianceCalibration, error_targets,
+from handcli.variance.estimate import (FEATURES, EstimateUncertainty, FrameFeatures, VarianceCalibration, error_targets,
                                        estimate_uncertainty, fit_error_model, frame_features,
                                        sample_estimate_errors)
 from tests.test_variance import tiny_weights  # noqa: F401  (the fixture)
@@ -320,19 +320,28 @@ def test_beyond_calibration_flags_the_features_outside_the_fitted_range(tmp_path
     assert sorted(calibration.feature_ranges) == sorted(RANGED_FEATURES)
     assert not beyond_calibration(features, calibration).any()
     far = frame_features(2.0 * keypoints3d, keypoints2d, valid, K, None, 30.0)
-    # the other features are the same up to rounding, which can cross a range's end set by one of these frames
-    calibration.feature_ranges = {name: [low - 1e-9, high + 1e-9]
-                                  for name, (low, high) in calibration.feature_ranges.items()}
     flagged = beyond_calibration(far, calibration)  # (H, T, R)
     assert flagged[..., RANGED_FEATURES.index("log_distance")].all()
     assert not np.delete(flagged, RANGED_FEATURES.index("log_distance"), axis=-1).any()
     calibration.save(tmp_path / "c.json")
     assert VarianceCalibration.load(tmp_path / "c.json") == calibration
-    older = json.loads((tmp_path / "c.json").read_text())
-    older["format"] = "handcli-variance-calibration/2"
-    del older["feature_ranges"]
-    (tmp_path / "old.json").write_text(json.dumps(older))
+    # a calibration without ranges is written, and read, as format /2: no flags
+    older = VarianceCalibration(**{**calibration.__dict__, "feature_ranges": None})
+    older.save(tmp_path / "old.json")
+    assert json.loads((tmp_path / "old.json").read_text())["format"] == "handcli-variance-calibration/2"
     assert beyond_calibration(far, VarianceCalibration.load(tmp_path / "old.json")) is None
+    # a /3 file must hold a finite [low <= high] for every feature
+    payload = json.loads((tmp_path / "c.json").read_text())
+    for broken in (None, {**payload["feature_ranges"], "log_distance": [1.0, 0.0]},
+                   {k: v for k, v in payload["feature_ranges"].items() if k != "truncation"}):
+        (tmp_path / "bad.json").write_text(json.dumps({**payload, "feature_ranges": broken}))
+        with pytest.raises(BadInput, match="not a readable"):
+            VarianceCalibration.load(tmp_path / "bad.json")
+    # a hair past a range's end is rounding, not extrapolation (RANGE_MARGIN)
+    edge = FrameFeatures(features.design.copy(), features.centre, features.distance, features.ray)
+    low, high = calibration.feature_ranges["palm_facing"]
+    edge.design[..., FEATURES.index("palm_facing")] = high + 1e-4 * (high - low)
+    assert not beyond_calibration(edge, calibration).any()
 
 
 def test_the_variance_stage_marks_and_counts_the_frames_beyond_the_calibration(tiny_weights, tmp_path):

@@ -1,9 +1,9 @@
-"""One identity per physical hand: link track fragments that do not overlap in time.
+"""One identity per physical hand: link track fragments that do not overlap in time (or only at a handover).
 
 The online tracker (handcli.detect.tracking) ends a track when its hand is unseen for longer than
 `max_gap_frames`, so a hand that leaves the view, or that MediaPipe misses for a second, comes back as a new
 track. Afterwards, fragments are linked end to start when the link is plausible:
-  * they do not overlap in time (two hands seen together are two hands);
+  * they do not overlap in time (two hands seen together are two hands; the handover below excepted);
   * the same side: the handedness votes agree, or one of them is too weak to tell (|mean vote| < 0.2);
   * the same hand: the metric hand size from MediaPipe's world landmarks (median over each fragment) differs
     by less than `max_size_ratio`;
@@ -123,6 +123,8 @@ def _handover(earlier: Track, later: Track, config: LinkConfig) -> bool:
     `earlier`'s last and `later`'s first, and on each their keypoints nearly coincide."""
     shared = sorted(set(earlier.frames) & set(later.frames))
     if not 0 < len(shared) <= config.handover_frames or later.frames[-1] <= earlier.frames[-1]:
+        return False
+    if shared[-1] - shared[0] != len(shared) - 1:  # consecutive frames: a gap is minus the frames shared
         return False
     if earlier.frames[-len(shared):] != shared or later.frames[:len(shared)] != shared:
         return False

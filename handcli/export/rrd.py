@@ -124,6 +124,9 @@ def _write(rr, path, artifact, model, rigs, motions, frame_rotation, frame_name,
                 if not motion.observed[t]:
                     rec.log("flags", rr.TextLog(f"frame {t}: track {h} infilled (not observed)",
                                                 level=rr.TextLogLevel.INFO))
+                if artifact.beyond_calibration is not None and artifact.beyond_calibration[h, t]:
+                    rec.log("flags", rr.TextLog(f"frame {t}: track {h} error bars extrapolate the calibration "
+                                                "(beyond_calibration)", level=rr.TextLogLevel.WARN))
                 keypoints = np.asarray(artifact.keypoints3d[h, t], np.float64) @ C.T
                 vertex_rgb = joint_rgb = None
                 if view is not None:

@@ -84,8 +84,11 @@ def estimate(artifact: Artifact, config: EstimateConfig) -> Artifact:
     if method == "image":
         meta["reprojection_px_median"] = float(np.nanmedian(fit.reprojection_px)) if np.isfinite(
             fit.reprojection_px).any() else None
+    # maps of an upstream variance stage describe another motion
     return artifact.replace(keypoints3d=fit.keypoints3d_fit, global_orient=fit.global_orient,
-                            hand_pose=fit.hand_pose, transl=fit.transl, betas=fit.betas, meta=meta)
+                            hand_pose=fit.hand_pose, transl=fit.transl, betas=fit.betas, meta=meta,
+                            var_joints=None, var_vertices=None, var_force=None, var_root=None,
+                            beyond_calibration=None)
 
 
 def estimate_file(path: Path, config: EstimateConfig) -> Artifact:

@@ -77,13 +77,15 @@ def describe_file(path: Path) -> list[str]:
 
 
 def _beyond_features(meta: dict) -> list[str]:
-    """The features beyond the calibration's range that the variance stage's meta counted, with their frames,
-    as one line (none when none are on record)."""
+    """The features beyond the calibration's range that the variance stage's meta counted, with their
+    track-frames, as one line (none when none are on record)."""
     from handcli.variance.estimate import FEATURE_WORDS
 
-    summary = meta.get("beyond_calibration") or (meta.get("variance") or {}).get("beyond_calibration") or {}
-    counts = summary.get("features") or {}
-    if not counts:
+    variance = meta.get("variance")
+    summary = meta.get("beyond_calibration") or (variance.get("beyond_calibration") if isinstance(variance, dict)
+                                                 else None)
+    counts = summary.get("features") if isinstance(summary, dict) else None
+    if not isinstance(counts, dict) or not counts:
         return []
     return ["    beyond the calibration's range: " + ", ".join(
         f"{FEATURE_WORDS.get(name, name)}{'' if FEATURE_WORDS.get(name, name) == name else f' ({name})'} on "

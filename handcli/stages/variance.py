@@ -76,7 +76,8 @@ class VarianceMaps:
         return None if self.beyond is None else self.beyond.any(-1)
 
     def beyond_summary(self, valid: np.ndarray) -> dict | None:
-        """For the meta: how many valid frames extrapolate, in all and per feature (those with any)."""
+        """For the meta: on how many valid track-frames the error bars extrapolate, in all and per feature
+        (those with any)."""
         if self.beyond is None:
             return None
         from handcli.variance.estimate import RANGED_FEATURES
@@ -235,8 +236,9 @@ def _force_maps(model, betas: np.ndarray, mean: np.ndarray, variance: np.ndarray
 
 
 def _with_maps(artifact: Artifact, maps: VarianceMaps) -> Artifact:
+    beyond = None if maps.beyond_calibration is None else maps.beyond_calibration & artifact.valid
     return artifact.replace(var_joints=maps.var_joints, var_vertices=maps.var_vertices, var_force=maps.var_force,
-                            var_root=maps.var_root, beyond_calibration=maps.beyond_calibration)
+                            var_root=maps.var_root, beyond_calibration=beyond)
 
 
 def variance(artifact: Artifact, config: VarianceConfig, notify: Callable[[str], None] | None = None) -> Artifact:

@@ -51,7 +51,11 @@ FEATURES = ("log_hand_px", "log_distance", "foreshortening", "fingers_away", "pa
             "low_confidence", "truncation", "unobserved", "depth_wobble", "size_wobble", "size_given", "constant")
 # the features whose range over the fitted frames the calibration records: the others (size_given, the
 # constant) only ever take values the fit saw
-RANGED_FEATURES = FEATURES[:-2]
+RANGED_FEATURES = tuple(name for name in FEATURES if name not in ("size_given", "constant"))
+# a frame is beyond a range only when it is outside by more than this fraction of the range's width: where
+# the fitted frames reach a feature's bounds (the palm's direction covers 0.0003-0.99999 of its 0-1), a
+# value past them by a hair is rounding, not extrapolation
+RANGE_MARGIN = 0.01
 # what each of them is, in words a user reads (`handcli info`)
 FEATURE_WORDS = {"log_hand_px": "hand size in pixels", "log_distance": "distance", "foreshortening": "foreshortening",
                  "fingers_away": "finger direction", "palm_facing": "palm direction",
@@ -130,9 +134,13 @@ class VarianceCalibration:
     def save(self, path: Path) -> None:
         from handcli.artifacts import atomic_path
 
+        payload = asdict(self)
+        if self.feature_ranges is None:  # what a /2 file holds: say so rather than write /3 without its ranges
+            del payload["feature_ranges"]
         with atomic_path(Path(path)) as temporary:
-            Path(temporary).write_text(json.dumps({"format": CALIBRATION_FORMAT, "features": list(FEATURES),
-                                                   **asdict(self)}, indent=1))
+            Path(temporary).write_text(json.dumps({"format": CALIBRATION_FORMAT if self.feature_ranges is not None
+                                                   else READABLE_FORMATS[0], "features": list(FEATURES), **payload},
+                                                  indent=1))
 
     @classmethod
     def load(cls, path: Path | None = None) -> "VarianceCalibration":
@@ -141,16 +149,18 @@ class VarianceCalibration:
             payload = json.loads(path.read_text())
             if payload.get("format") not in READABLE_FORMATS or payload.get("features") != list(FEATURES):
                 raise ValueError
-            ranges = payload.get("feature_ranges") if payload["format"] == CALIBRATION_FORMAT else None
+            ranges = None
+            if payload["format"] == CALIBRATION_FORMAT:  # /3: a finite [low, high] for every ranged feature
+                ranges = {name: [float(low), float(high)] for name, (low, high) in payload["feature_ranges"].items()}
+                if sorted(ranges) != sorted(RANGED_FEATURES) or not all(
+                        np.isfinite([low, high]).all() and low <= high for low, high in ranges.values()):
+                    raise ValueError
             calibration = cls(float(payload["laplace_scale"]), payload["ray"], payload["side"],
                               payload["articulation"], float(payload["correlation_frames"]),
                               float(payload["constant_root"]), float(payload["constant_articulation"]),
-                              payload.get("fitted_on", {}), payload["ray_floor"],
-                              None if ranges is None else {name: [float(low), float(high)]
-                                                           for name, (low, high) in ranges.items()})
+                              payload.get("fitted_on", {}), payload["ray_floor"], ranges)
             if (np.asarray(calibration.articulation).shape != (21, len(FEATURES))
-                    or np.asarray(calibration.ray_floor).shape != (len(FEATURES),)
-                    or (ranges is not None and sorted(ranges) != sorted(RANGED_FEATURES))):
+                    or np.asarray(calibration.ray_floor).shape != (len(FEATURES),)):
                 raise ValueError
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise BadInput(f"{path} is not a readable {' or '.join(READABLE_FORMATS)} file over {', '.join(FEATURES)} "
@@ -335,8 +345,8 @@ def estimate_uncertainty(features: FrameFeatures, model: VarianceCalibration, fo
 
 def beyond_calibration(features: FrameFeatures, model: VarianceCalibration) -> np.ndarray | None:
     """(H, T, R) bool over RANGED_FEATURES: where a frame's feature lies outside the range of the frames the
-    calibration was fitted on, so its variance is the log-linear model's extrapolation; None when the
-    calibration records no ranges (format /2).
+    calibration was fitted on (by more than RANGE_MARGIN of its width), so its variance is the log-linear
+    model's extrapolation; None when the calibration records no ranges (format /2).
 
     Why say so: inside the range the model is fitted, outside it a straight line in log-variance is a guess.
     And an estimate that places a hand nearer or further than any the calibration saw is itself suspect: on
@@ -347,8 +357,9 @@ def beyond_calibration(features: FrameFeatures, model: VarianceCalibration) -> n
         return None
     columns = [FEATURES.index(name) for name in RANGED_FEATURES]
     ranges = np.array([model.feature_ranges[name] for name in RANGED_FEATURES])  # (R, 2)
+    margin = RANGE_MARGIN * (ranges[:, 1] - ranges[:, 0])
     values = features.design[..., columns]
-    return (values < ranges[:, 0]) | (values > ranges[:, 1])
+    return (values < ranges[:, 0] - margin) | (values > ranges[:, 1] + margin)
 
 
 def sample_estimate_errors(uncertainty: EstimateUncertainty, correlation_frames: float, fps: float,
