@@ -474,3 +474,23 @@ def test_the_variance_stage_widens_the_depth_when_the_focal_length_was_assumed(t
     assert any("focal length was assumed" in line for line in describe_uncertainty(assumed))
     imported = assumed.replace(meta=make_meta("variance", previous=make_meta("import")))
     assert any("did not come from handcli detect" in line for line in describe_uncertainty(imported))
+
+
+def test_maps_do_not_outlive_the_motion_they_describe_and_odd_meta_does_not_break_info():
+    """Estimate (like refine) drops an upstream variance stage's maps and flags: they describe the motion it
+    replaces. `handcli info` reads the flag's meta defensively (another tool may have written it)."""
+    from handcli.artifacts import Artifact
+    from handcli.stages.estimate import EstimateConfig, estimate
+    from handcli.stages.info import describe_uncertainty
+    from tests.conftest import random_keypoints
+
+    frames = 8
+    artifact = Artifact(random_keypoints(1, frames), np.ones((1, frames), bool), np.array([True]), fps=30.0,
+                        var_joints=np.full((1, frames, 21), 1e-4, np.float32),
+                        var_root=np.tile(np.eye(3, dtype=np.float32) * 1e-4, (1, frames, 1, 1)),
+                        beyond_calibration=np.ones((1, frames), bool))
+    fitted = estimate(artifact, EstimateConfig(device="cpu", iterations=1))
+    assert fitted.var_joints is None and fitted.var_root is None and fitted.beyond_calibration is None
+    for meta in ({"beyond_calibration": 5}, {"beyond_calibration": {"features": ["a"]}}, {"variance": "x"}):
+        lines = describe_uncertainty(artifact.replace(meta=meta))
+        assert any("extrapolates" in line for line in lines)
