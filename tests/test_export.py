@@ -291,6 +291,7 @@ def test_gltf_hides_invalid_frames_and_keeps_flags(exported, two_hands):
     assert sampler["interpolation"] == "STEP"
     np.testing.assert_array_equal(accessor(document, blob, sampler["output"])[:, 0], two_hands.valid[1])
     assert left["extras"]["valid"] == two_hands.valid[1].astype(int).tolist()
+    assert document["animations"][0]["extras"]["extrapolated"] == two_hands.beyond_calibration[0].astype(int).tolist()
     assert not any(c["target"]["path"] == "scale" for c in document["animations"][0]["channels"])
     # variance colours are present (var_joints) and the frame conversion is recorded
     assert "COLOR_0" in document["meshes"][0]["primitives"][0]["attributes"]
@@ -421,6 +422,17 @@ def test_rrd_with_the_sample_video(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- tables
+def test_tables_leave_the_flag_empty_without_it(two_hands, tmp_path):
+    import pyarrow.parquet as pq
+
+    unflagged = two_hands.replace(beyond_calibration=None)
+    export_artifact(unflagged, ExportConfig(out=tmp_path / "a.csv"))
+    export_artifact(unflagged, ExportConfig(out=tmp_path / "a.parquet"))
+    with open(tmp_path / "a.csv", newline="") as handle:
+        assert {row["std_extrapolated"] for row in csv.DictReader(handle)} == {""}
+    assert set(pq.read_table(tmp_path / "a.parquet").to_pydict()["std_extrapolated"]) == {None}
+
+
 def test_csv_and_parquet_rows(exported, two_hands):
     import pyarrow.parquet as pq
 
@@ -437,6 +449,10 @@ def test_csv_and_parquet_rows(exported, two_hands):
         np.testing.assert_allclose(xyz, two_hands.keypoints3d[h, t, j], atol=1e-6)
         np.testing.assert_allclose([table[k][row_index] for k in "xyz"], two_hands.keypoints3d[h, t, j], atol=1e-6)
         assert float(row["std_mm"]) == pytest.approx(np.sqrt(two_hands.var_joints[h, t, j]) * 1000, rel=1e-5)
+        assert row["std_extrapolated"] == str(bool(two_hands.beyond_calibration[h, t]))
+    flagged = 4 * 21 + 7  # track 0, frame 4, joint 7: beyond the calibration
+    assert rows[flagged]["std_extrapolated"] == "True" and table["std_extrapolated"][flagged] is True
+    assert table["std_extrapolated"][0] is False
     wrist_row = rows[T * 21 + 2 * 21]  # track 1, frame 2, wrist
     np.testing.assert_allclose([float(wrist_row[k]) for k in ("rx", "ry", "rz")], two_hands.global_orient[1, 2],
                                atol=1e-6)

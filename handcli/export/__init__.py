@@ -215,6 +215,8 @@ def _write_gltf(artifact: Artifact, model, rigs, motions, rotation: np.ndarray, 
                   "valid": motion.valid.astype(int).tolist(), "observed": motion.observed.astype(int).tolist()}
         if artifact.track_id is not None:
             extras["track_id"] = int(artifact.track_id[h])
+        if artifact.beyond_calibration is not None:  # frames whose error bars extrapolate (docs/variance.md)
+            extras["extrapolated"] = artifact.beyond_calibration[h].astype(int).tolist()
         if h in colours:
             extras["colour"] = colours[h][1]
         tracks.append(GltfTrack(rigs[h], motion, f"hand{h}_{side}", f"hand{h}",

@@ -2,7 +2,9 @@
 
 Columns (docs/export.md): track, track_id, is_right, frame, video_frame, time_s, valid, observed, joint,
 joint_name, x, y, z (keypoints3d in the output frame, metres), u, v, confidence (2D keypoints, pixels, empty
-without them), std_mm (per-joint standard deviation from var_joints, empty without it), and rx, ry, rz:
+without them), std_mm (per-joint standard deviation from var_joints, empty without it), std_extrapolated
+(True where that standard deviation extrapolates the calibration, `beyond_calibration`; empty without the
+flag), and rx, ry, rz:
 the joint's local rotation (axis-angle, radians, relative to its parent; the wrist: global_orient; tips and
 the artifact's held frames as stored) in the camera frame, empty for the fingertips.
 """
@@ -19,7 +21,9 @@ from handcli.export.common import CANONICAL_NAMES, TrackMotion, std_mm
 from handcli.handmodels.kinematics import MANO21_TO_CANONICAL
 
 COLUMNS = ("track", "track_id", "is_right", "frame", "video_frame", "time_s", "valid", "observed", "joint",
-           "joint_name", "x", "y", "z", "u", "v", "confidence", "std_mm", "rx", "ry", "rz")
+           "joint_name", "x", "y", "z", "u", "v", "confidence", "std_mm", "std_extrapolated", "rx", "ry", "rz")
+# True / False / missing: object arrays of bool and None, a nullable bool in Parquet, an empty field in CSV
+NULLABLE_BOOL_COLUMNS = ("std_extrapolated",)
 PARQUET_EXTRA = "export"
 
 
@@ -58,6 +62,9 @@ def table_columns(artifact: Artifact, motions: dict[int, TrackMotion], frame_rot
         std = (std_mm(artifact.var_joints[h]).reshape(-1) if artifact.var_joints is not None
                else np.full(rows_per_track, np.nan))
         columns["std_mm"].append(std)
+        flags = (np.repeat(artifact.beyond_calibration[h], 21).astype(object)
+                 if artifact.beyond_calibration is not None else np.full(rows_per_track, None, object))
+        columns["std_extrapolated"].append(flags)
         # local rotations per canonical joint (MANO joint m sits at canonical position c); tips: NaN
         axis_angle = np.concatenate([motion.global_orient[:, None], motion.hand_pose], 1)  # (T, 16, 3) MANO order
         per_joint = np.full((T, 21, 3), np.nan)
@@ -74,7 +81,9 @@ def write_csv(columns: dict[str, np.ndarray], path) -> None:
     formatted = {}
     for name in COLUMNS:
         values = columns[name]
-        if values.dtype.kind == "f":
+        if name in NULLABLE_BOOL_COLUMNS:
+            formatted[name] = ["" if v is None else ("True" if v else "False") for v in values.tolist()]
+        elif values.dtype.kind == "f":
             formatted[name] = [("" if not np.isfinite(v) else f"{v:.9g}") for v in values.tolist()]
         elif values.dtype.kind == "b":
             formatted[name] = ["True" if v else "False" for v in values.tolist()]  # pandas reads bool
@@ -101,7 +110,9 @@ def write_parquet(columns: dict[str, np.ndarray], path) -> None:
     arrays = {}
     for name in COLUMNS:
         values = columns[name]
-        if values.dtype == object:
+        if name in NULLABLE_BOOL_COLUMNS:
+            arrays[name] = pa.array([None if v is None else bool(v) for v in values.tolist()], pa.bool_())
+        elif values.dtype == object:
             arrays[name] = pa.array(values.tolist(), pa.string())
         elif values.dtype.kind == "f":
             arrays[name] = pa.array(values, pa.float64(), mask=~np.isfinite(values))  # missing -> null
