@@ -87,10 +87,12 @@ def _beyond_features(meta: dict) -> list[str]:
     counts = summary.get("features") if isinstance(summary, dict) else None
     if not isinstance(counts, dict) or not counts:
         return []
-    return ["    beyond the calibration's range: " + ", ".join(
-        f"{FEATURE_WORDS.get(name, name)}{'' if FEATURE_WORDS.get(name, name) == name else f' ({name})'} on "
-        f"{frames} frame{'s' if frames != 1 else ''}"
-        for name, frames in counts.items())]
+
+    def described(name: str, frames: int) -> str:
+        words = FEATURE_WORDS.get(name, name)
+        return f"{words}{'' if words == name else f' ({name})'} on {frames} frame{'s' if frames != 1 else ''}"
+
+    return ["    beyond the calibration's range: " + ", ".join(described(*item) for item in counts.items())]
 
 
 def describe_uncertainty(artifact) -> list[str]:
@@ -104,14 +106,14 @@ def describe_uncertainty(artifact) -> list[str]:
             continue
         joints = artifact.var_joints[h, valid].astype(np.float64)  # (N, 21) m²
         if artifact.var_root is not None:
-            from handcli.variance.calibration import isotropic_rest
+            from handcli.variance.calibration import articulation_variance
             from handcli.variance.estimate import along_ray_variance
 
             root = artifact.var_root[h, valid].astype(np.float64)  # (N, 3, 3)
             centre = artifact.keypoints3d[h, valid].astype(np.float64).mean(1)
             along = along_ray_variance(artifact.keypoints3d[h, valid], root)
             across = np.maximum(np.trace(root, axis1=1, axis2=2) - along, 0.0) / 2
-            rest = 3.0 * isotropic_rest(joints, root)  # (N, 21) m², the articulation's three coordinates
+            rest = articulation_variance(joints, root)  # (N, 21) m², the articulation's three coordinates
             lines.append(f"    track {h}: hand position ±{1000 * np.median(np.sqrt(along)):.0f} mm along the camera "
                          f"ray, ±{1000 * np.median(np.sqrt(across)):.0f} mm across it "
                          f"({100 * np.median(np.sqrt(along) / np.linalg.norm(centre, axis=-1)):.0f} % of the "

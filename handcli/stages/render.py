@@ -102,9 +102,9 @@ def _articulation(variance: np.ndarray, var_root: np.ndarray) -> np.ndarray:
     """(..., N) joint or vertex variances, (..., 3, 3) var_root -> (..., N) m²: each one's share beyond the
     whole hand, which is the same for all of them and, when the hand's distance is unsure, would paint the
     whole mesh one colour (the caption gives the whole hand's depth instead)."""
-    from handcli.variance.calibration import isotropic_rest
+    from handcli.variance.calibration import articulation_variance
 
-    return 3.0 * isotropic_rest(variance, var_root)
+    return articulation_variance(variance, var_root)
 
 
 def _std_mm(variance: np.ndarray) -> np.ndarray:

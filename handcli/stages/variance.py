@@ -290,12 +290,12 @@ def write_heatmap(artifact: Artifact, path: Path) -> Path:
     if artifact.var_root is None:
         return save_heatmap(path, artifact.var_joints, artifact.valid, artifact.fps, artifact.observed,
                             artifact.is_right)
-    from handcli.variance.calibration import isotropic_rest
+    from handcli.variance.calibration import articulation_variance
 
     # with the whole hand's part drawn as the depth curve, the joints show what is left, their articulation:
     # the whole hand's part is the same for every joint and would flatten them all to one colour
     ray_sd = np.sqrt(along_ray_variance(artifact.keypoints3d, artifact.var_root)) * 1000
-    articulation = 3.0 * isotropic_rest(artifact.var_joints, artifact.var_root)  # (H, T, 21) m²
+    articulation = articulation_variance(artifact.var_joints, artifact.var_root)  # (H, T, 21) m²
     return save_heatmap(path, articulation, artifact.valid, artifact.fps, artifact.observed, artifact.is_right,
                         ray_sd, "articulation variance (beyond the whole hand)")
 

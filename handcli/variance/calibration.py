@@ -30,6 +30,15 @@ def isotropic_rest(var_joints: np.ndarray, var_root: np.ndarray | None = None) -
     return np.maximum(var_joints - root_total, 0.0) / 3.0
 
 
+def articulation_variance(variance: np.ndarray, var_root: np.ndarray) -> np.ndarray:
+    """(..., N) m²: what joint (or vertex) variances hold beyond the whole hand, over all three coordinates
+    (3 `isotropic_rest`): the part that differs from joint to joint, which the heat map, the render and
+    `handcli info` show apart from the whole hand's (the same for every joint).
+
+    variance: (..., N) m² total over the coordinates; var_root: (..., 3, 3) m²."""
+    return 3.0 * isotropic_rest(variance, var_root)
+
+
 def joint_covariance_eigenvalues(var_joints: np.ndarray, var_root: np.ndarray | None = None) -> np.ndarray:
     """Eigenvalues (..., 3) of each joint's error covariance (m²), var_root + `isotropic_rest` · I.
 

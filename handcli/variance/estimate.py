@@ -46,12 +46,14 @@ from handcli.errors import BadInput
 DEFAULT_CALIBRATION_PATH = Path(__file__).resolve().parents[2] / "weights" / "variance_calibration.json"
 CALIBRATION_FORMAT = "handcli-variance-calibration/3"
 # /2 files (before the feature ranges) still load; their maps then cannot say where they extrapolate
-READABLE_FORMATS = ("handcli-variance-calibration/2", CALIBRATION_FORMAT)
+FORMAT_WITHOUT_RANGES = "handcli-variance-calibration/2"
+READABLE_FORMATS = (FORMAT_WITHOUT_RANGES, CALIBRATION_FORMAT)
 FEATURES = ("log_hand_px", "log_distance", "foreshortening", "fingers_away", "palm_facing", "reprojection",
             "low_confidence", "truncation", "unobserved", "depth_wobble", "size_wobble", "size_given", "constant")
 # the features whose range over the fitted frames the calibration records: the others (size_given, the
 # constant) only ever take values the fit saw
 RANGED_FEATURES = tuple(name for name in FEATURES if name not in ("size_given", "constant"))
+RANGED_COLUMNS = [FEATURES.index(name) for name in RANGED_FEATURES]  # their columns in the design
 # a frame is beyond a range only when it is outside by more than this fraction of the range's width: where
 # the fitted frames reach a feature's bounds (the palm's direction covers 0.0003-0.99999 of its 0-1), a
 # value past them by a hair is rounding, not extrapolation
@@ -139,7 +141,7 @@ class VarianceCalibration:
             del payload["feature_ranges"]
         with atomic_path(Path(path)) as temporary:
             Path(temporary).write_text(json.dumps({"format": CALIBRATION_FORMAT if self.feature_ranges is not None
-                                                   else READABLE_FORMATS[0], "features": list(FEATURES), **payload},
+                                                   else FORMAT_WITHOUT_RANGES, "features": list(FEATURES), **payload},
                                                   indent=1))
 
     @classmethod
@@ -355,10 +357,9 @@ def beyond_calibration(features: FrameFeatures, model: VarianceCalibration) -> n
     (docs/results.md)."""
     if model.feature_ranges is None:
         return None
-    columns = [FEATURES.index(name) for name in RANGED_FEATURES]
     ranges = np.array([model.feature_ranges[name] for name in RANGED_FEATURES])  # (R, 2)
     margin = RANGE_MARGIN * (ranges[:, 1] - ranges[:, 0])
-    values = features.design[..., columns]
+    values = features.design[..., RANGED_COLUMNS]
     return (values < ranges[:, 0] - margin) | (values > ranges[:, 1] + margin)
 
 
@@ -436,8 +437,8 @@ def fit_error_model(design: np.ndarray, ray_sq: np.ndarray, side_sq: np.ndarray,
     floor_columns = [FEATURES.index(name) for name in RAY_FLOOR_FEATURES]
     ray, ray_floor = fit_log_linear_mean_above_floor(design, ray_sq, floor_columns, ridge)
     articulation = [fit(articulation_sq[:, j]) for j in range(articulation_sq.shape[1])]
-    ranges = {name: [float(design[:, FEATURES.index(name)].min()), float(design[:, FEATURES.index(name)].max())]
-              for name in RANGED_FEATURES}
+    ranged = design[:, RANGED_COLUMNS]
+    ranges = {name: [float(low), float(high)] for name, low, high in zip(RANGED_FEATURES, ranged.min(0), ranged.max(0))}
     return VarianceCalibration(float(laplace_scale), ray.tolist(), fit(side_sq), articulation,
                                float(correlation_frames), float(constant_root), float(constant_articulation),
                                fitted_on, ray_floor.tolist(), ranges)
